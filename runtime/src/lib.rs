@@ -1,0 +1,1 @@
+//! peerlink: device-to-device connections with verified identities, RPC and bulk data.
