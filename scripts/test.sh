@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs every test suite of the project, installing what is missing first.
+#
+#   ./scripts/test.sh            everything
+#   ./scripts/test.sh rust       one suite (rust, vectors, fuzz)
+#
+# Works on a fresh Debian machine with Rust, Node and Python; installs Debian packages only when
+# run as root. Never reads standard input. Exits non-zero when any suite fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export CARGO_NET_RETRY=5
+SUITES=("$@")
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz)
+
+step() { printf '\n==> %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+wants() {
+  local s
+  for s in "${SUITES[@]}"; do [ "$s" = "$1" ] && return 0; done
+  return 1
+}
+
+# Node packages used by a suite: installed from the committed lock file, offline-safe when cached.
+npm_install() {
+  local dir=$1
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    (cd "$dir" && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+failed=()
+run_suite() {
+  local name=$1; shift
+  step "$name"
+  if "$@"; then
+    echo "suite $name: ok"
+  else
+    echo "suite $name: FAILED"
+    failed+=("$name")
+  fi
+}
+
+suite_lint() {
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+}
+
+suite_rust() {
+  cargo test --workspace --locked --no-fail-fast
+}
+
+# Regenerates the TweetNaCl/ed2curve vectors with the npm packages and checks they equal the
+# committed ones, so the Rust test is checked against the real JavaScript libraries.
+suite_vectors() {
+  have node || { echo "node is required"; return 1; }
+  npm_install scripts/identity-vectors
+  local tmp
+  tmp=$(mktemp)
+  node scripts/identity-vectors/gen.mjs --out "$tmp"
+  diff -u core/tests/vectors/identity.json "$tmp"
+  rm -f "$tmp"
+}
+
+suite_fuzz() {
+  # Every fuzz target, run on stable as a bounded smoke run over seeded random inputs.
+  cargo run --release --locked --manifest-path fuzz/Cargo.toml --bin fuzz-smoke -- --seconds "${FUZZ_SECONDS:-5}"
+}
+
+for s in "${SUITES[@]}"; do
+  if declare -F "suite_$s" >/dev/null; then
+    run_suite "$s" "suite_$s"
+  else
+    echo "unknown suite: $s"; failed+=("$s")
+  fi
+done
+
+echo
+if [ ${#failed[@]} -eq 0 ]; then
+  echo "all suites passed: ${SUITES[*]}"
+else
+  echo "failed suites: ${failed[*]}"
+  exit 1
+fi
