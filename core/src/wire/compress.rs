@@ -80,8 +80,11 @@ pub(crate) fn inflate_bounded(input: &[u8], max_size: usize) -> Result<Vec<u8>, 
             if out.len() >= hard_cap {
                 return Err(too_large(out.len()));
             }
-            let grow = out.capacity().max(64).min(hard_cap - out.len());
-            out.reserve_exact(grow);
+            // Double, but jump straight to the cap when the next doubling would pass it, so the
+            // last growth step never copies a full-size buffer for one extra byte.
+            let doubled = out.capacity().max(64).saturating_mul(2);
+            let target = if doubled.saturating_mul(2) > hard_cap { hard_cap } else { doubled };
+            out.reserve_exact(target.min(hard_cap) - out.len());
         }
         let consumed = usize::try_from(decompressor.total_in())
             .map_err(|_| WireError::Decompress("input position overflow".into()))?;

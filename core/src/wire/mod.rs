@@ -305,6 +305,18 @@ pub mod testing {
         }
     }
 
+    /// Raw-deflates `input` at `level` exactly as messages are compressed.
+    pub fn deflate(input: &[u8], level: u32) -> Vec<u8> {
+        // A limit above any possible output size never triggers the early exit.
+        let limit = input.len() + input.len() / 8 + 1024;
+        super::compress::deflate_parts(&[input], level, limit).unwrap_or_default()
+    }
+
+    /// Inflates raw deflate within `max_size`, exactly as messages are decompressed.
+    pub fn inflate(input: &[u8], max_size: usize) -> Result<Vec<u8>, super::WireError> {
+        super::compress::inflate_bounded(input, max_size)
+    }
+
     /// Builds a chunk frame: kind, flags, varint id, varint total when given, chunk bytes.
     pub fn chunk_frame(flags: u8, id: u64, total: Option<u64>, chunk: &[u8]) -> Vec<u8> {
         let mut out = vec![KIND_CHUNK, flags];
