@@ -83,7 +83,11 @@ pub(crate) fn inflate_bounded(input: &[u8], max_size: usize) -> Result<Vec<u8>, 
             // Double, but jump straight to the cap when the next doubling would pass it, so the
             // last growth step never copies a full-size buffer for one extra byte.
             let doubled = out.capacity().max(64).saturating_mul(2);
-            let target = if doubled.saturating_mul(2) > hard_cap { hard_cap } else { doubled };
+            let target = if doubled.saturating_mul(2) > hard_cap {
+                hard_cap
+            } else {
+                doubled
+            };
             out.reserve_exact(target.min(hard_cap) - out.len());
         }
         let consumed = usize::try_from(decompressor.total_in())

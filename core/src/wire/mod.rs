@@ -203,7 +203,7 @@ pub enum Envelope {
 }
 
 /// An encoded message ready to queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedMessage {
     /// Encoded (possibly compressed) bytes.
     pub bytes: Bytes,
@@ -315,6 +315,22 @@ pub mod testing {
     /// Inflates raw deflate within `max_size`, exactly as messages are decompressed.
     pub fn inflate(input: &[u8], max_size: usize) -> Result<Vec<u8>, super::WireError> {
         super::compress::inflate_bounded(input, max_size)
+    }
+
+    /// Opens records into their plaintext frames, checking counters like the receiver.
+    #[derive(Debug)]
+    pub struct FrameOpener(super::record::Opener);
+
+    impl FrameOpener {
+        /// An opener for the direction keyed by `key`.
+        pub fn new(key: &[u8; 32]) -> Self {
+            Self(super::record::Opener::new(key))
+        }
+
+        /// Opens the next record and returns its frame bytes.
+        pub fn open(&mut self, record: &[u8]) -> Result<Vec<u8>, super::WireError> {
+            self.0.open(record)
+        }
     }
 
     /// Builds a chunk frame: kind, flags, varint id, varint total when given, chunk bytes.
