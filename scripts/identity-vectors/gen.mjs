@@ -10,7 +10,12 @@ import nacl from "tweetnacl";
 import ed2curve from "ed2curve";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, "..", "..", "core", "tests", "vectors", "identity.json");
+// `--out FILE` writes elsewhere (the test suite regenerates into a temporary file and diffs).
+const outFlag = process.argv.indexOf("--out");
+const out =
+  outFlag >= 0 && process.argv[outFlag + 1]
+    ? process.argv[outFlag + 1]
+    : join(here, "..", "..", "core", "tests", "vectors", "identity.json");
 
 const b64 = (bytes) => Buffer.from(bytes).toString("base64");
 
