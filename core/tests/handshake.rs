@@ -930,14 +930,12 @@ fn assert_garbage_caught(pair: &Pair, from: Side, what: &str) {
 #[test]
 fn truncated_messages_fail_cleanly_at_every_step() {
     for (from, index, name) in STEPS {
-        let full_len = Setup::new().run().init.sent.len(); // warm: ensures runs are independent
-        assert_eq!(full_len, 2);
         let reference = run_with_replacement(from, index, |m| m);
         let len = match from {
             Side::Initiator => reference.init.sent[index].len(),
             Side::Responder => reference.resp.sent[index].len(),
         };
-        let mut cuts: Vec<usize> = vec![0, 1, 2, 3, 4, 5, len / 2, len - 17, len - 1];
+        let mut cuts: Vec<usize> = vec![0, 1, 2, 3, 4, 5, len / 2, len.saturating_sub(17), len - 1];
         cuts.retain(|&c| c < len);
         for cut in cuts {
             let pair = run_with_replacement(from, index, move |mut m| {
