@@ -1,6 +1,8 @@
 //! Raw deflate (RFC 1951, no zlib or gzip wrapper — what fflate's `deflateSync` reads and
 //! writes), applied only when it pays, and inflated within a hard output bound.
 
+use std::cell::RefCell;
+
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::{CompressionConfig, WireError};
@@ -26,12 +28,98 @@ pub(crate) fn should_try(config: &CompressionConfig, total: usize, body: &[u8]) 
     deflate_parts(&[sample], 1, limit).is_some()
 }
 
+thread_local! {
+    /// One idle compressor per level and one decompressor per thread. Setting up deflate
+    /// state costs more than compressing a small message, so it is reset and reused; each cached
+    /// state holds a few hundred KiB.
+    static DEFLATERS: RefCell<[Option<Compress>; 10]> = const { RefCell::new([const { None }; 10]) };
+    static INFLATER: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+}
+
+fn take_compressor(level: u32) -> Compress {
+    let level = level.min(9);
+    let cached = DEFLATERS.with(|cell| {
+        cell.try_borrow_mut()
+            .ok()
+            .and_then(|mut slots| slots.get_mut(level as usize)?.take())
+    });
+    match cached {
+        Some(mut compressor) => {
+            compressor.reset();
+            compressor
+        }
+        None => Compress::new(Compression::new(level), false),
+    }
+}
+
+fn give_back_compressor(level: u32, compressor: Compress) {
+    DEFLATERS.with(|cell| {
+        if let Ok(mut slots) = cell.try_borrow_mut() {
+            if let Some(slot) = slots.get_mut(level.min(9) as usize) {
+                *slot = Some(compressor);
+            }
+        }
+    });
+}
+
+fn take_decompressor() -> Decompress {
+    match INFLATER.with(|cell| cell.try_borrow_mut().ok().and_then(|mut slot| slot.take())) {
+        Some(mut decompressor) => {
+            decompressor.reset(false);
+            decompressor
+        }
+        None => Decompress::new(false),
+    }
+}
+
+fn give_back_decompressor(decompressor: Decompress) {
+    INFLATER.with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = Some(decompressor);
+        }
+    });
+}
+
 /// Raw-deflates the concatenation of `parts` at `level`, giving up (returning `None`) as soon
 /// as the output would exceed `limit` bytes — so an incompressible input costs at most one
 /// pass and never a second buffer.
 pub(crate) fn deflate_parts(parts: &[&[u8]], level: u32, limit: usize) -> Option<Vec<u8>> {
-    let mut compressor = Compress::new(Compression::new(level.min(9)), false);
-    let mut out = Vec::with_capacity(limit);
+    let mut compressor = take_compressor(level);
+    let (result, finished) = deflate_with(&mut compressor, parts, limit);
+    // Only a compressor that finished its stream goes back: one abandoned mid-stream (output
+    // limit reached) is dropped. zlib-rs 0.6 can overflow its pending buffer and panic when a
+    // stream abandoned that way is reset and reused.
+    if finished {
+        give_back_compressor(level, compressor);
+    }
+    result
+}
+
+/// Returns the output when it fits `limit`, and whether the stream was finished.
+fn deflate_with(
+    compressor: &mut Compress,
+    parts: &[&[u8]],
+    limit: usize,
+) -> (Option<Vec<u8>>, bool) {
+    let input_len: usize = parts.iter().map(|part| part.len()).sum();
+    // Small inputs are always compressed to the end (room for deflate's worst-case expansion
+    // of stored blocks), so the compressor finishes its stream and can be reused; large ones
+    // stop as soon as the output passes the limit.
+    let capacity = if input_len <= SMALL_INPUT {
+        input_len + input_len / 64 + 64
+    } else {
+        limit
+    };
+    match deflate_into(compressor, parts, Vec::with_capacity(capacity)) {
+        Some(out) => ((out.len() <= limit).then_some(out), true),
+        None => (None, false),
+    }
+}
+
+/// Inputs up to this size are compressed completely even when they will not be kept.
+const SMALL_INPUT: usize = 16 * 1024;
+
+fn deflate_into(compressor: &mut Compress, parts: &[&[u8]], mut out: Vec<u8>) -> Option<Vec<u8>> {
     let last = parts.len().checked_sub(1)?;
     for (index, part) in parts.iter().enumerate() {
         let flush = if index == last {
@@ -63,6 +151,17 @@ pub(crate) fn deflate_parts(parts: &[&[u8]], level: u32, limit: usize) -> Option
 /// Inflates raw deflate `input`, failing with `TooLarge` as soon as the output passes
 /// `max_size`. Memory grows with the data actually produced, never with a declared size.
 pub(crate) fn inflate_bounded(input: &[u8], max_size: usize) -> Result<Vec<u8>, WireError> {
+    let mut decompressor = take_decompressor();
+    let result = inflate_with(&mut decompressor, input, max_size);
+    give_back_decompressor(decompressor);
+    result
+}
+
+fn inflate_with(
+    decompressor: &mut Decompress,
+    input: &[u8],
+    max_size: usize,
+) -> Result<Vec<u8>, WireError> {
     let hard_cap = max_size.saturating_add(1);
     let initial = input
         .len()
@@ -70,7 +169,6 @@ pub(crate) fn inflate_bounded(input: &[u8], max_size: usize) -> Result<Vec<u8>, 
         .clamp(64, hard_cap.max(64))
         .min(hard_cap);
     let mut out = Vec::with_capacity(initial);
-    let mut decompressor = Decompress::new(false);
     let too_large = |size: usize| WireError::TooLarge {
         size: size as u64,
         limit: max_size as u64,
