@@ -1,0 +1,226 @@
+//! Link configuration: ICE servers, policy, sockets and the tuning that makes the engine fast.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::error::WebRtcError;
+
+/// One STUN or TURN server, as in the browser's `RTCIceServer`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:host[:port]`, `turn:host[:port][?transport=udp]`. `turns:` and
+    /// `?transport=tcp` are parsed but not usable with the current engine (see
+    /// [`IceServer::unsupported_reason`]).
+    pub urls: Vec<String>,
+    /// TURN username.
+    pub username: String,
+    /// TURN credential (password or REST token).
+    pub credential: String,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How a configured ICE URL will be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IceUrlKind {
+    /// A STUN server over UDP.
+    Stun,
+    /// A TURN server reached over UDP.
+    TurnUdp,
+}
+
+impl IceServer {
+    /// Why a URL cannot be used by the current engine, or `None` if it can.
+    ///
+    /// The `webrtc` 0.21 line allocates TURN over UDP only; `turns:`, `stuns:` and
+    /// `?transport=tcp` are skipped (the link reports them as skipped rather than failing, so a
+    /// browser-style server list with all three variants still works over its UDP entry).
+    pub fn unsupported_reason(url: &str) -> Option<&'static str> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("turns:") {
+            Some("TURN over TLS (turns:) is not supported by the engine")
+        } else if lower.starts_with("stuns:") {
+            Some("STUN over TLS (stuns:) is not supported by the engine")
+        } else if lower.starts_with("turn:") && lower.contains("transport=tcp") {
+            Some("TURN over TCP is not supported by the engine")
+        } else {
+            None
+        }
+    }
+
+    /// Classifies a supported URL, or explains why it is malformed.
+    pub fn classify(&self, url: &str) -> Result<IceUrlKind, WebRtcError> {
+        let bad = |reason: &str| WebRtcError::BadIceServer {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (scheme, rest) = url.split_once(':').ok_or_else(|| bad("no scheme"))?;
+        let host_port = rest.split('?').next().unwrap_or_default();
+        if host_port.is_empty() || host_port.starts_with('/') {
+            return Err(bad("no host"));
+        }
+        if let Some((_, query)) = rest.split_once('?') {
+            match query.to_ascii_lowercase().as_str() {
+                "transport=udp" | "transport=tcp" => {}
+                _ => return Err(bad("unknown query (only ?transport=udp|tcp)")),
+            }
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "stun" => Ok(IceUrlKind::Stun),
+            "turn" => {
+                if self.username.is_empty() || self.credential.is_empty() {
+                    return Err(bad("TURN needs a username and a credential"));
+                }
+                Ok(IceUrlKind::TurnUdp)
+            }
+            _ => Err(bad("scheme must be stun: or turn:")),
+        }
+    }
+}
+
+/// Which candidates ICE may use (the browser's `iceTransportPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IceTransportPolicy {
+    /// Host, server-reflexive and relay candidates.
+    #[default]
+    All,
+    /// Only TURN relay candidates (hides the device's addresses from the peer).
+    Relay,
+}
+
+/// Options of one data channel (the browser's `RTCDataChannelInit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOptions {
+    /// Deliver in order (default true).
+    pub ordered: bool,
+    /// Give up on a message after this many retransmissions (partial reliability).
+    pub max_retransmits: Option<u16>,
+    /// Give up on a message after this many milliseconds (partial reliability).
+    pub max_packet_life_time: Option<u16>,
+    /// Sub-protocol name carried in the channel-open message.
+    pub protocol: String,
+    /// Pre-negotiated stream id: both sides create the channel with the same id and no
+    /// in-band open message is exchanged.
+    pub negotiated: Option<u16>,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            ordered: true,
+            max_retransmits: None,
+            max_packet_life_time: None,
+            protocol: String::new(),
+            negotiated: None,
+        }
+    }
+}
+
+/// Engine and socket tuning.
+///
+/// [`Tuning::default`] is what peerlink uses; [`Tuning::engine_defaults`] leaves every knob at
+/// the `webrtc` crate's default (for benchmarks that show the difference). The figures behind
+/// each value are in `docs/decisions/webrtc-performance.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// Pace of ICE connectivity checks (engine default 200 ms).
+    pub ice_check_interval: Option<Duration>,
+    /// `SO_RCVBUF` requested on each UDP socket (the kernel caps it at `net.core.rmem_max`).
+    pub socket_recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` requested on each UDP socket.
+    pub socket_send_buffer: Option<usize>,
+    /// SCTP receive window advertised to the peer (engine default 1 MiB).
+    pub sctp_receive_window: Option<u32>,
+    /// Largest message this side accepts, announced as `a=max-message-size`
+    /// (engine default 64 KiB, engine maximum 256 KiB).
+    pub max_message_size: u32,
+    /// Bytes a channel may have sent but not yet acknowledged before `send` waits
+    /// (`None`: no limit, the engine's default).
+    pub send_buffer_limit: Option<usize>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            ice_check_interval: Some(Duration::from_millis(20)),
+            socket_recv_buffer: Some(4 * 1024 * 1024),
+            socket_send_buffer: Some(4 * 1024 * 1024),
+            sctp_receive_window: None,
+            max_message_size: 256 * 1024,
+            send_buffer_limit: Some(1024 * 1024),
+        }
+    }
+}
+
+impl Tuning {
+    /// Every knob at the engine's own default.
+    pub fn engine_defaults() -> Self {
+        Self {
+            ice_check_interval: None,
+            socket_recv_buffer: None,
+            socket_send_buffer: None,
+            sctp_receive_window: None,
+            max_message_size: 64 * 1024,
+            send_buffer_limit: None,
+        }
+    }
+}
+
+/// Configuration of one [`WebRtcLink`](super::WebRtcLink).
+#[derive(Debug, Clone)]
+pub struct WebRtcConfig {
+    /// STUN/TURN servers.
+    pub ice_servers: Vec<IceServer>,
+    /// Candidate policy.
+    pub ice_transport_policy: IceTransportPolicy,
+    /// Local UDP addresses to bind. `0.0.0.0:0` binds one socket per non-loopback interface;
+    /// tests and loopback benchmarks bind `127.0.0.1:0`.
+    pub bind_addrs: Vec<SocketAddr>,
+    /// Trickle ICE: send the description at once and candidates as they are gathered. When
+    /// false, the description is sent once gathering completes (or [`Self::gather_timeout`]
+    /// passes) with every candidate inside it.
+    pub trickle: bool,
+    /// Non-trickle mode: the longest wait for gathering to complete.
+    pub gather_timeout: Duration,
+    /// Optional id carried in every signal and checked on every received one.
+    pub connection_id: Option<String>,
+    /// Most remote candidates kept while waiting for the remote description.
+    pub max_early_candidates: usize,
+    /// Engine and socket tuning.
+    pub tuning: Tuning,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            ice_transport_policy: IceTransportPolicy::All,
+            bind_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
+            trickle: true,
+            gather_timeout: Duration::from_secs(5),
+            connection_id: None,
+            max_early_candidates: 64,
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+impl WebRtcConfig {
+    /// A configuration for links inside one machine: binds `127.0.0.1` only, no ICE servers.
+    pub fn loopback() -> Self {
+        Self {
+            bind_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            ..Self::default()
+        }
+    }
+}

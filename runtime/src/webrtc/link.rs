@@ -1,0 +1,825 @@
+//! The link engine: one peer connection, its negotiation, candidates, state and channels.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use ::webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use ::webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use super::channel::WebRtcChannel;
+use super::config::{ChannelOptions, IceServer, IceTransportPolicy, IceUrlKind, WebRtcConfig};
+use super::error::WebRtcError;
+use super::sdp;
+use super::signal::{IceCandidate, MAX_CANDIDATE_LEN, Signal};
+use super::socket::TunedRuntime;
+
+/// Largest message the engine can send or receive (its SCTP reassembly limit).
+pub const ENGINE_MAX_MESSAGE_SIZE: usize = 256 * 1024;
+
+/// Which side of the offer/answer exchange this link plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebRtcRole {
+    /// Creates the offer and, by convention here, the channels.
+    Offerer,
+    /// Answers the offer.
+    Answerer,
+}
+
+/// The connection state of a link (the browser's `RTCPeerConnectionState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkState {
+    /// Not started.
+    New,
+    /// ICE or DTLS in progress.
+    Connecting,
+    /// ICE and DTLS up.
+    Connected,
+    /// Connectivity lost; may recover (or be restarted).
+    Disconnected,
+    /// ICE or DTLS failed; the link is dead.
+    Failed,
+    /// Closed locally.
+    Closed,
+}
+
+/// What a link reports to its owner.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WebRtcEvent {
+    /// A signal to deliver to the peer.
+    Signal(Signal),
+    /// The connection state changed.
+    State(LinkState),
+    /// The peer opened a channel.
+    Channel(WebRtcChannel),
+    /// Local candidate gathering finished.
+    GatheringComplete,
+}
+
+/// The stream of [`WebRtcEvent`]s of one link. Ends after the link is closed and the events
+/// queued before the close are read, so tasks forwarding it do not outlive the link.
+#[derive(Debug)]
+pub struct WebRtcEvents {
+    rx: mpsc::UnboundedReceiver<WebRtcEvent>,
+    state: watch::Receiver<LinkState>,
+    ended: bool,
+}
+
+impl WebRtcEvents {
+    /// The next event, or `None` once the link is closed (or gone) and drained.
+    pub async fn next(&mut self) -> Option<WebRtcEvent> {
+        if let Ok(event) = self.rx.try_recv() {
+            return Some(event);
+        }
+        if self.ended {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            event = self.rx.recv() => event,
+            _ = self.state.wait_for(|s| *s == LinkState::Closed) => {
+                self.ended = true;
+                self.rx.try_recv().ok()
+            }
+        }
+    }
+
+    /// The next event if one is queued.
+    pub fn try_next(&mut self) -> Option<WebRtcEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// The DTLS fingerprints of both ends, read from the exchanged descriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprints {
+    /// The offerer's certificate fingerprint, `sha-256 AB:CD:…`.
+    pub offerer: String,
+    /// The answerer's certificate fingerprint.
+    pub answerer: String,
+}
+
+impl From<Fingerprints> for peerlink_core::handshake::LinkBinding {
+    fn from(fp: Fingerprints) -> Self {
+        Self::WebRtcFingerprints {
+            offerer: fp.offerer,
+            answerer: fp.answerer,
+        }
+    }
+}
+
+/// The engine calls this from its driver task: it must never block, and it must never hold
+/// the peer connection (a strong reference here would be a cycle that keeps every connection
+/// alive). It only forwards.
+struct Handler {
+    events: mpsc::UnboundedSender<WebRtcEvent>,
+    trickle: bool,
+    connection_id: Option<String>,
+    local_mid: Arc<StdMutex<Option<String>>>,
+    state: watch::Sender<LinkState>,
+    gathered: watch::Sender<bool>,
+    remote_max_message_size: Arc<AtomicUsize>,
+    pumps: Arc<StdMutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if !self.trickle {
+            return;
+        }
+        let init = match event.candidate.to_json() {
+            Ok(init) => init,
+            Err(err) => {
+                tracing::warn!(%err, "local candidate not serialisable, skipped");
+                return;
+            }
+        };
+        let mid = self.local_mid.lock().map(|m| m.clone()).unwrap_or(None);
+        let _ = self.events.send(WebRtcEvent::Signal(Signal::Candidate {
+            candidate: IceCandidate {
+                candidate: init.candidate,
+                sdp_m_line_index: Some(0),
+                sdp_mid: Some(mid.unwrap_or_else(|| "0".to_owned())),
+                username_fragment: None,
+            },
+            connection_id: self.connection_id.clone(),
+        }));
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.send_replace(true);
+            let _ = self.events.send(WebRtcEvent::GatheringComplete);
+        } else if state == RTCIceGatheringState::Gathering {
+            self.gathered.send_replace(false);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let state = match state {
+            RTCPeerConnectionState::Connecting => LinkState::Connecting,
+            RTCPeerConnectionState::Connected => LinkState::Connected,
+            RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
+            RTCPeerConnectionState::Failed => LinkState::Failed,
+            RTCPeerConnectionState::Closed => LinkState::Closed,
+            _ => return,
+        };
+        if *self.state.borrow() == LinkState::Closed {
+            return;
+        }
+        self.state.send_replace(state);
+        let _ = self.events.send(WebRtcEvent::State(state));
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let label = dc.label().await.unwrap_or_default();
+        // The engine announces remote channels on open.
+        let (channel, pump) =
+            WebRtcChannel::start(dc, label, true, Arc::clone(&self.remote_max_message_size));
+        if let Ok(mut pumps) = self.pumps.lock() {
+            pumps.push(pump);
+        }
+        let _ = self.events.send(WebRtcEvent::Channel(channel));
+    }
+}
+
+#[derive(Default)]
+struct Negotiation {
+    local_sdp: Option<String>,
+    remote_sdp: Option<String>,
+    early_candidates: Vec<RTCIceCandidateInit>,
+}
+
+struct Inner {
+    pc: Arc<dyn PeerConnection>,
+    role: WebRtcRole,
+    config: WebRtcConfig,
+    negotiation: Mutex<Negotiation>,
+    events: mpsc::UnboundedSender<WebRtcEvent>,
+    local_mid: Arc<StdMutex<Option<String>>>,
+    state: watch::Receiver<LinkState>,
+    state_tx: watch::Sender<LinkState>,
+    gathered: watch::Receiver<bool>,
+    remote_max_message_size: Arc<AtomicUsize>,
+    pumps: Arc<StdMutex<Vec<tokio::task::AbortHandle>>>,
+    closed: AtomicBool,
+    skipped_ice_urls: Vec<SkippedIceUrl>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(pumps) = self.pumps.lock() {
+            for pump in pumps.iter() {
+                pump.abort();
+            }
+        }
+        // The engine's driver task holds the connection's shared state, so a connection that is
+        // dropped without `close()` would keep its sockets and task forever.
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let pc = Arc::clone(&self.pc);
+                handle.spawn(async move {
+                    let _ = pc.close().await;
+                });
+            }
+        }
+    }
+}
+
+/// One WebRTC peer connection with its signaling state.
+///
+/// Cheap to clone; the connection closes when [`WebRtcLink::close`] is called or the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct WebRtcLink {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WebRtcLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcLink")
+            .field("role", &self.inner.role)
+            .field("state", &*self.inner.state.borrow())
+            .finish()
+    }
+}
+
+/// A configured ICE URL the engine cannot use, with the reason.
+pub type SkippedIceUrl = (String, &'static str);
+
+/// A handle that does not keep the link alive; see [`WebRtcLink::downgrade`].
+#[derive(Clone, Debug)]
+pub struct WeakWebRtcLink {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakWebRtcLink {
+    /// The link, if it is still alive.
+    pub fn upgrade(&self) -> Option<WebRtcLink> {
+        self.inner.upgrade().map(|inner| WebRtcLink { inner })
+    }
+}
+
+fn engine_ice_servers(
+    servers: &[IceServer],
+    policy: IceTransportPolicy,
+) -> Result<(Vec<RTCIceServer>, Vec<SkippedIceUrl>), WebRtcError> {
+    let mut usable = Vec::new();
+    let mut skipped = Vec::new();
+    let mut has_turn = false;
+    for server in servers {
+        let mut urls = Vec::new();
+        for url in &server.urls {
+            if let Some(reason) = IceServer::unsupported_reason(url) {
+                tracing::warn!(url, reason, "ICE server URL skipped");
+                skipped.push((url.clone(), reason));
+                continue;
+            }
+            if server.classify(url)? == IceUrlKind::TurnUdp {
+                has_turn = true;
+            }
+            urls.push(url.clone());
+        }
+        if !urls.is_empty() {
+            usable.push(RTCIceServer {
+                urls,
+                username: server.username.clone(),
+                credential: server.credential.clone(),
+            });
+        }
+    }
+    if policy == IceTransportPolicy::Relay && !has_turn {
+        return Err(WebRtcError::NoUsableRelay);
+    }
+    Ok((usable, skipped))
+}
+
+fn application_mid(sdp: &str) -> Option<String> {
+    let mut in_application = false;
+    for line in sdp.lines() {
+        if line.starts_with("m=") {
+            in_application = line.starts_with("m=application");
+        } else if in_application {
+            if let Some(mid) = line.trim_end().strip_prefix("a=mid:") {
+                return Some(mid.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Minimal syntax check of a candidate line, so malformed input is refused when it arrives
+/// even if it has to wait for the remote description.
+fn check_candidate(line: &str) -> Result<(), WebRtcError> {
+    if line.len() > MAX_CANDIDATE_LEN {
+        return Err(WebRtcError::TooLarge {
+            what: "candidate",
+            size: line.len(),
+            limit: MAX_CANDIDATE_LEN,
+        });
+    }
+    let body = line.strip_prefix("candidate:").unwrap_or(line);
+    let fields: Vec<&str> = body.split_ascii_whitespace().collect();
+    let bad = |why: &str| WebRtcError::MalformedCandidate(format!("{why} in {line:?}"));
+    if fields.len() < 8 {
+        return Err(bad("fewer than 8 fields"));
+    }
+    let (component, transport, priority, address, port, typ, kind) = (
+        fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7],
+    );
+    component
+        .parse::<u16>()
+        .map_err(|_| bad("component is not a number"))?;
+    if !transport.eq_ignore_ascii_case("udp") && !transport.eq_ignore_ascii_case("tcp") {
+        return Err(bad("transport is neither udp nor tcp"));
+    }
+    priority
+        .parse::<u32>()
+        .map_err(|_| bad("priority is not a 32-bit number"))?;
+    if address.is_empty() {
+        return Err(bad("empty address"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| bad("port is not a number"))?;
+    if typ != "typ" || !matches!(kind, "host" | "srflx" | "prflx" | "relay") {
+        return Err(bad("no valid `typ`"));
+    }
+    Ok(())
+}
+
+impl WebRtcLink {
+    /// Creates the peer connection and binds its sockets. Nothing is sent until
+    /// [`WebRtcLink::start`] (offerer) or the first [`WebRtcLink::handle_signal`] (answerer).
+    pub async fn new(
+        config: WebRtcConfig,
+        role: WebRtcRole,
+    ) -> Result<(Self, WebRtcEvents), WebRtcError> {
+        let (ice_servers, skipped_ice_urls) =
+            engine_ice_servers(&config.ice_servers, config.ice_transport_policy)?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(LinkState::New);
+        let (gathered_tx, gathered_rx) = watch::channel(false);
+        let remote_max_message_size = Arc::new(AtomicUsize::new(sdp::DEFAULT_MAX_MESSAGE_SIZE));
+        let pumps = Arc::new(StdMutex::new(Vec::new()));
+        let local_mid = Arc::new(StdMutex::new(None));
+
+        let tuning = &config.tuning;
+        let mut settings = SettingEngineBuilder::new()
+            .with_sctp_max_message_size(
+                rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
+                    tuning.max_message_size,
+                ),
+            )
+            // Loopback and LAN paths must not wait for candidates that will never beat them.
+            .with_host_acceptance_min_wait(Some(Duration::ZERO));
+        if let Some(interval) = tuning.ice_check_interval {
+            settings = settings.with_ice_connection_attempts(Some(interval), None);
+        }
+        if let Some(window) = tuning.sctp_receive_window {
+            settings = settings.with_sctp_max_receive_buffer_size(window);
+        }
+        let rtc_config = RTCConfigurationBuilder::default()
+            .with_ice_servers(ice_servers)
+            .with_ice_transport_policy(match config.ice_transport_policy {
+                IceTransportPolicy::All => RTCIceTransportPolicy::All,
+                IceTransportPolicy::Relay => RTCIceTransportPolicy::Relay,
+            })
+            .build();
+
+        let handler = Handler {
+            events: events_tx.clone(),
+            trickle: config.trickle,
+            connection_id: config.connection_id.clone(),
+            local_mid: Arc::clone(&local_mid),
+            state: state_tx.clone(),
+            gathered: gathered_tx,
+            remote_max_message_size: Arc::clone(&remote_max_message_size),
+            pumps: Arc::clone(&pumps),
+        };
+        let mut builder = PeerConnectionBuilder::new()
+            .with_configuration(rtc_config)
+            .with_setting_engine(settings.build())
+            .with_runtime(Arc::new(TunedRuntime::new(
+                tuning.socket_recv_buffer,
+                tuning.socket_send_buffer,
+            )))
+            .with_handler(Arc::new(handler))
+            .with_udp_addrs(config.bind_addrs.clone());
+        if let Some(limit) = tuning.send_buffer_limit {
+            builder = builder.with_data_channel_send_buffer_limit(limit);
+        }
+        let pc = builder.build().await.map_err(WebRtcError::engine)?;
+
+        let link = Self {
+            inner: Arc::new(Inner {
+                pc: Arc::new(pc),
+                role,
+                config,
+                negotiation: Mutex::new(Negotiation::default()),
+                events: events_tx,
+                local_mid,
+                state: state_rx,
+                state_tx,
+                gathered: gathered_rx,
+                remote_max_message_size,
+                pumps,
+                closed: AtomicBool::new(false),
+                skipped_ice_urls,
+            }),
+        };
+        let events = WebRtcEvents {
+            rx: events_rx,
+            state: link.inner.state.clone(),
+            ended: false,
+        };
+        Ok((link, events))
+    }
+
+    /// A handle for tasks that feed signals into this link: holding a strong [`WebRtcLink`]
+    /// in a task that lives as long as the link's event stream would keep the link alive
+    /// forever.
+    pub fn downgrade(&self) -> WeakWebRtcLink {
+        WeakWebRtcLink {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// This link's role.
+    pub fn role(&self) -> WebRtcRole {
+        self.inner.role
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> LinkState {
+        *self.inner.state.borrow()
+    }
+
+    /// ICE server URLs that were configured but cannot be used by the engine, with the reason.
+    pub fn skipped_ice_urls(&self) -> &[SkippedIceUrl] {
+        &self.inner.skipped_ice_urls
+    }
+
+    /// Waits until the link is connected; fails if it fails or closes first.
+    pub async fn connected(&self) -> Result<(), WebRtcError> {
+        let mut state = self.inner.state.clone();
+        let reached = state
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    LinkState::Connected | LinkState::Failed | LinkState::Closed
+                )
+            })
+            .await
+            .map(|s| *s);
+        match reached {
+            Ok(LinkState::Connected) => Ok(()),
+            Ok(LinkState::Failed) => Err(WebRtcError::ConnectionLost("failed")),
+            _ => Err(WebRtcError::ConnectionLost("closed")),
+        }
+    }
+
+    /// Creates a data channel. On the offerer, create channels before [`WebRtcLink::start`]
+    /// so the offer carries the SCTP section.
+    pub async fn create_channel(
+        &self,
+        label: &str,
+        options: ChannelOptions,
+    ) -> Result<WebRtcChannel, WebRtcError> {
+        self.ensure_open()?;
+        let init = RTCDataChannelInit {
+            ordered: options.ordered,
+            max_packet_life_time: options.max_packet_life_time,
+            max_retransmits: options.max_retransmits,
+            protocol: options.protocol,
+            negotiated: options.negotiated,
+        };
+        let dc = self
+            .inner
+            .pc
+            .create_data_channel(label, Some(init))
+            .await
+            .map_err(WebRtcError::engine)?;
+        let (channel, pump) = WebRtcChannel::start(
+            dc,
+            label.to_owned(),
+            false,
+            Arc::clone(&self.inner.remote_max_message_size),
+        );
+        if let Ok(mut pumps) = self.inner.pumps.lock() {
+            pumps.push(pump);
+        }
+        Ok(channel)
+    }
+
+    /// Offerer: creates the offer and emits it (at once with trickle, after gathering without).
+    pub async fn start(&self) -> Result<(), WebRtcError> {
+        self.ensure_open()?;
+        if self.inner.role != WebRtcRole::Offerer {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "offer",
+                reason: "only the offerer starts",
+            });
+        }
+        let mut negotiation = self.inner.negotiation.lock().await;
+        if negotiation.local_sdp.is_some() {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "offer",
+                reason: "the offer was already created",
+            });
+        }
+        let offer = self
+            .inner
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(WebRtcError::engine)?;
+        let connection_id = self.inner.config.connection_id.clone();
+        self.apply_local(offer, &mut negotiation, |sdp| Signal::Offer {
+            sdp,
+            connection_id,
+            ice_restart: false,
+        })
+        .await
+    }
+
+    /// Sets a local description and emits it as a signal: with trickle, before the engine
+    /// starts gathering (so the description always precedes its candidates); without, once
+    /// gathering completes, with every candidate inside it.
+    async fn apply_local(
+        &self,
+        desc: RTCSessionDescription,
+        negotiation: &mut Negotiation,
+        signal: impl FnOnce(String) -> Signal,
+    ) -> Result<(), WebRtcError> {
+        if let Ok(mut mid) = self.inner.local_mid.lock() {
+            *mid = application_mid(&desc.sdp);
+        }
+        let trickle = self.inner.config.trickle;
+        let mut sdp_text = desc.sdp.clone();
+        let mut signal = Some(signal);
+        if trickle {
+            if let Some(make) = signal.take() {
+                let _ = self
+                    .inner
+                    .events
+                    .send(WebRtcEvent::Signal(make(sdp_text.clone())));
+            }
+        }
+        self.inner
+            .pc
+            .set_local_description(desc)
+            .await
+            .map_err(WebRtcError::engine)?;
+        if !trickle {
+            let timeout = self.inner.config.gather_timeout;
+            let mut gathered = self.inner.gathered.clone();
+            let _ = tokio::time::timeout(timeout, gathered.wait_for(|g| *g)).await;
+            if let Some(full) = self.inner.pc.local_description().await {
+                sdp_text = full.sdp;
+            }
+            if !sdp::has_candidates(&sdp_text) {
+                return Err(WebRtcError::GatheringTimeout(timeout));
+            }
+        }
+        negotiation.local_sdp = Some(sdp_text.clone());
+        if let Some(make) = signal {
+            let _ = self.inner.events.send(WebRtcEvent::Signal(make(sdp_text)));
+        }
+        Ok(())
+    }
+
+    fn ensure_open(&self) -> Result<(), WebRtcError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(WebRtcError::ConnectionLost("closed"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Parses a JSON signal and applies it.
+    pub async fn handle_signal_json(&self, json: &str) -> Result<(), WebRtcError> {
+        self.handle_signal(Signal::from_json(json)?).await
+    }
+
+    /// Applies a signal from the peer.
+    ///
+    /// Roles are fixed when the link is created, so an offer reaching the offerer (glare) is
+    /// refused with [`WebRtcError::UnexpectedSignal`]; the signaling layer decides who offers.
+    pub async fn handle_signal(&self, signal: Signal) -> Result<(), WebRtcError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: signal.kind(),
+                reason: "the link is closed",
+            });
+        }
+        if let (Some(expected), Some(got)) =
+            (&self.inner.config.connection_id, signal.connection_id())
+        {
+            if expected != got {
+                return Err(WebRtcError::WrongConnection {
+                    expected: expected.clone(),
+                    got: got.to_owned(),
+                });
+            }
+        }
+        match signal {
+            Signal::Offer {
+                sdp, ice_restart, ..
+            } => self.handle_offer(sdp, ice_restart).await,
+            Signal::Answer { sdp, .. } => self.handle_answer(sdp).await,
+            Signal::Candidate { candidate, .. } => self.add_remote_candidate(candidate).await,
+        }
+    }
+
+    async fn handle_offer(&self, sdp_text: String, ice_restart: bool) -> Result<(), WebRtcError> {
+        if self.inner.role != WebRtcRole::Answerer {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "offer",
+                reason: "this side is the offerer (glare: roles are fixed per link)",
+            });
+        }
+        sdp::check_sdp(&sdp_text)?;
+        let remote_fp = sdp::sha256_fingerprint(&sdp_text, "remote")?;
+        let max = sdp::max_message_size(&sdp_text)?;
+        let mut negotiation = self.inner.negotiation.lock().await;
+        if negotiation.remote_sdp.is_some() && !ice_restart {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "offer",
+                reason: "a second offer without iceRestart",
+            });
+        }
+        if ice_restart {
+            if let Some(previous) = &negotiation.remote_sdp {
+                // A restart renews ICE only; a new certificate would be a new peer.
+                if sdp::sha256_fingerprint(previous, "remote")? != remote_fp {
+                    return Err(WebRtcError::UnexpectedSignal {
+                        signal: "offer",
+                        reason: "an ICE restart may not change the DTLS certificate",
+                    });
+                }
+            }
+        }
+        let desc = RTCSessionDescription::offer(sdp_text.clone())
+            .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
+        self.inner
+            .pc
+            .set_remote_description(desc)
+            .await
+            .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
+        self.set_remote_max(max);
+        negotiation.remote_sdp = Some(sdp_text);
+        self.flush_early_candidates(&mut negotiation).await;
+        let answer = self
+            .inner
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(WebRtcError::engine)?;
+        let connection_id = self.inner.config.connection_id.clone();
+        self.apply_local(answer, &mut negotiation, |sdp| Signal::Answer {
+            sdp,
+            connection_id,
+        })
+        .await
+    }
+
+    async fn handle_answer(&self, sdp_text: String) -> Result<(), WebRtcError> {
+        if self.inner.role != WebRtcRole::Offerer {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "answer",
+                reason: "this side is the answerer",
+            });
+        }
+        sdp::check_sdp(&sdp_text)?;
+        sdp::sha256_fingerprint(&sdp_text, "remote")?;
+        let max = sdp::max_message_size(&sdp_text)?;
+        let mut negotiation = self.inner.negotiation.lock().await;
+        if negotiation.local_sdp.is_none() {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "answer",
+                reason: "no offer was made",
+            });
+        }
+        if negotiation.remote_sdp.is_some() {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "answer",
+                reason: "the answer was already applied",
+            });
+        }
+        let desc = RTCSessionDescription::answer(sdp_text.clone())
+            .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
+        self.inner
+            .pc
+            .set_remote_description(desc)
+            .await
+            .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
+        self.set_remote_max(max);
+        negotiation.remote_sdp = Some(sdp_text);
+        self.flush_early_candidates(&mut negotiation).await;
+        Ok(())
+    }
+
+    fn set_remote_max(&self, max: usize) {
+        self.inner
+            .remote_max_message_size
+            .store(max.min(ENGINE_MAX_MESSAGE_SIZE), Ordering::Relaxed);
+    }
+
+    async fn flush_early_candidates(&self, negotiation: &mut Negotiation) {
+        for init in std::mem::take(&mut negotiation.early_candidates) {
+            if let Err(err) = self.inner.pc.add_ice_candidate(init).await {
+                tracing::warn!(%err, "buffered remote candidate refused");
+            }
+        }
+    }
+
+    /// Adds a remote candidate; buffered if the remote description has not arrived yet. An
+    /// empty candidate (end of candidates) is accepted and ignored.
+    pub async fn add_remote_candidate(&self, candidate: IceCandidate) -> Result<(), WebRtcError> {
+        if candidate.candidate.trim().is_empty() {
+            return Ok(());
+        }
+        check_candidate(&candidate.candidate)?;
+        let init = RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_m_line_index,
+            username_fragment: candidate.username_fragment,
+            ..Default::default()
+        };
+        let mut negotiation = self.inner.negotiation.lock().await;
+        if negotiation.remote_sdp.is_none() {
+            if negotiation.early_candidates.len() >= self.inner.config.max_early_candidates {
+                return Err(WebRtcError::TooManyEarlyCandidates(
+                    self.inner.config.max_early_candidates,
+                ));
+            }
+            negotiation.early_candidates.push(init);
+            return Ok(());
+        }
+        drop(negotiation);
+        self.inner
+            .pc
+            .add_ice_candidate(init)
+            .await
+            .map_err(|e| WebRtcError::MalformedCandidate(e.to_string()))
+    }
+
+    /// The DTLS fingerprints of both ends, once both descriptions are known.
+    pub async fn fingerprints(&self) -> Result<Fingerprints, WebRtcError> {
+        let negotiation = self.inner.negotiation.lock().await;
+        let (Some(local), Some(remote)) = (&negotiation.local_sdp, &negotiation.remote_sdp) else {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "fingerprints",
+                reason: "both descriptions are needed",
+            });
+        };
+        let local = sdp::sha256_fingerprint(local, "local")?;
+        let remote = sdp::sha256_fingerprint(remote, "remote")?;
+        Ok(match self.inner.role {
+            WebRtcRole::Offerer => Fingerprints {
+                offerer: local,
+                answerer: remote,
+            },
+            WebRtcRole::Answerer => Fingerprints {
+                offerer: remote,
+                answerer: local,
+            },
+        })
+    }
+
+    /// The largest message the peer accepts, from its `a=max-message-size` (64 KiB until its
+    /// description arrives), clamped to [`ENGINE_MAX_MESSAGE_SIZE`].
+    pub fn remote_max_message_size(&self) -> usize {
+        self.inner.remote_max_message_size.load(Ordering::Relaxed)
+    }
+
+    /// Closes the connection: stops the channel pumps and the engine's driver and releases its
+    /// sockets. Idempotent.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(err) = self.inner.pc.close().await {
+            tracing::debug!(%err, "peer connection close");
+        }
+        if let Ok(mut pumps) = self.inner.pumps.lock() {
+            for pump in pumps.drain(..) {
+                pump.abort();
+            }
+        }
+        self.inner.state_tx.send_replace(LinkState::Closed);
+        let _ = self
+            .inner
+            .events
+            .send(WebRtcEvent::State(LinkState::Closed));
+    }
+}

@@ -1,0 +1,26 @@
+//! WebRTC data-channel links on the `webrtc` crate (0.21 line).
+//!
+//! A [`WebRtcLink`] owns one peer connection: it runs the offer/answer exchange through
+//! [`Signal`]s (simple-peer compatible JSON), trickles or bundles ICE candidates, reports
+//! [`LinkState`]s, opens [`WebRtcChannel`]s and reads both DTLS fingerprints from the
+//! exchanged descriptions for the handshake's link binding. The signal format and the design
+//! are in `docs/protocol/webrtc.md`; the tuning and its measurements in
+//! `docs/decisions/webrtc-performance.md`.
+
+mod channel;
+mod config;
+mod error;
+mod link;
+mod sdp;
+mod signal;
+mod socket;
+
+pub use channel::{ChannelReceiver, ChannelSender, ChannelState, WebRtcChannel};
+pub use config::{ChannelOptions, IceServer, IceTransportPolicy, IceUrlKind, Tuning, WebRtcConfig};
+pub use error::WebRtcError;
+pub use link::{
+    ENGINE_MAX_MESSAGE_SIZE, Fingerprints, LinkState, SkippedIceUrl, WebRtcEvent, WebRtcEvents,
+    WebRtcLink, WebRtcRole,
+};
+pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
+pub use signal::{IceCandidate, MAX_CANDIDATE_LEN, MAX_SIGNAL_LEN, Signal};

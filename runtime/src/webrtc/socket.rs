@@ -1,0 +1,125 @@
+//! An engine runtime that sizes each UDP socket's kernel buffers before the engine uses it.
+//!
+//! The engine binds its own sockets, then hands each one to `Runtime::wrap_udp_socket`: that
+//! is the one place an application can reach the socket, so this runtime is the Tokio one
+//! with that method wrapped. Without a larger `SO_RCVBUF`, a burst of one SCTP window (up to
+//! 1 MiB) overflows the 208 KiB Linux default and every lost datagram waits for a
+//! retransmission timer.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
+    TokioRuntime,
+};
+
+/// Tokio runtime with socket buffer sizes applied to every UDP socket.
+#[derive(Debug)]
+pub(crate) struct TunedRuntime {
+    inner: TokioRuntime,
+    recv_buffer: Option<usize>,
+    send_buffer: Option<usize>,
+}
+
+impl TunedRuntime {
+    pub(crate) fn new(recv_buffer: Option<usize>, send_buffer: Option<usize>) -> Self {
+        Self {
+            inner: TokioRuntime,
+            recv_buffer,
+            send_buffer,
+        }
+    }
+}
+
+/// Applies buffer sizes; a refusal is logged, not fatal (the socket still works, slower).
+pub(crate) fn apply_buffer_sizes(
+    socket: &std::net::UdpSocket,
+    recv: Option<usize>,
+    send: Option<usize>,
+) {
+    let sock = socket2::SockRef::from(socket);
+    if let Some(n) = recv {
+        if let Err(err) = sock.set_recv_buffer_size(n) {
+            tracing::warn!(%err, requested = n, "SO_RCVBUF not applied");
+        }
+    }
+    if let Some(n) = send {
+        if let Err(err) = sock.set_send_buffer_size(n) {
+            tracing::warn!(%err, requested = n, "SO_SNDBUF not applied");
+        }
+    }
+    tracing::debug!(
+        recv = sock.recv_buffer_size().ok(),
+        send = sock.send_buffer_size().ok(),
+        "UDP socket buffers"
+    );
+}
+
+impl Runtime for TunedRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.inner.spawn(future)
+    }
+
+    fn spawn_reactor(
+        &self,
+        reactor_pool_size: usize,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Box<dyn JoinHandle> {
+        self.inner.spawn_reactor(reactor_pool_size, future)
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        apply_buffer_sizes(&socket, self.recv_buffer, self.send_buffer);
+        self.inner.wrap_udp_socket(socket)
+    }
+
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Arc<dyn AsyncTcpListener>> {
+        self.inner.wrap_tcp_listener(listener)
+    }
+
+    fn connect_tcp<'a>(
+        &'a self,
+        remote_addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        self.inner.connect_tcp(remote_addr)
+    }
+
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        self.inner.resolve_host(host)
+    }
+
+    fn now(&self) -> std::time::Instant {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.sleep(duration)
+    }
+
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        self.inner.interval(period)
+    }
+
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        self.inner.block_on(future)
+    }
+
+    fn yield_now(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.yield_now()
+    }
+
+    fn name(&self) -> &'static str {
+        "peerlink-tokio"
+    }
+}
