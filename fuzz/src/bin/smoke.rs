@@ -16,6 +16,9 @@ use peerlink_core::wire::testing::{FLAG_FIRST, FLAG_LAST, FrameOpener, chunk_fra
 use peerlink_core::wire::{self, CompressionConfig, Envelope, WireConfig, encode_message};
 use peerlink_fuzz::{FRAME_KEY, FUZZ_UNIX_MS, join};
 
+/// A target's name and body.
+type Target = (&'static str, fn(&[u8]));
+
 struct Rng(u64);
 
 impl Rng {
@@ -229,7 +232,7 @@ fn main() {
     let seed: u64 = arg("--seed")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x2545_f491_4f6c_dd1d);
-    let targets: [(&str, fn(&[u8])); 5] = [
+    let targets: [Target; 5] = [
         ("wire_record", peerlink_fuzz::wire_record),
         ("wire_frames", peerlink_fuzz::wire_frames),
         ("envelope", peerlink_fuzz::envelope),
