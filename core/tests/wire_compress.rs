@@ -42,7 +42,9 @@ static ALLOCATOR: Counting = Counting;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn fixtures() -> PathBuf {
@@ -60,7 +62,10 @@ fn inflates_what_fflate_deflated() {
     for level in [1, 6, 9] {
         let deflated = read_fixture(&format!("fflate-l{level}.deflate"));
         let back = inflate(&deflated, input.len()).unwrap();
-        assert!(back == input, "fflate level {level} fixture inflates to input.bin");
+        assert!(
+            back == input,
+            "fflate level {level} fixture inflates to input.bin"
+        );
     }
 }
 
@@ -79,7 +84,10 @@ fn rust_deflate_fixtures_round_trip() {
         assert_eq!(inflate(&committed, input.len()).unwrap(), input, "{name}");
         // Whatever the backend produces today must also be plain raw deflate of the input.
         let fresh = deflate(&input, level);
-        assert!(fresh.len() < input.len() / 2, "level {level} compresses the fixture");
+        assert!(
+            fresh.len() < input.len() / 2,
+            "level {level} compresses the fixture"
+        );
         assert_eq!(inflate(&fresh, input.len()).unwrap(), input);
     }
 }
@@ -93,13 +101,25 @@ fn deflate_bomb_is_cut_at_the_limit() {
     let limit = 8 << 20;
     let before = LIVE.load(Ordering::SeqCst);
     PEAK.store(before, Ordering::SeqCst);
-    let err = decode_message(EncodedMessage { bytes: bomb.into(), compressed: true }, limit)
-        .unwrap_err();
-    assert!(matches!(err, WireError::TooLarge { limit: l, .. } if l == limit as u64), "{err:?}");
+    let err = decode_message(
+        EncodedMessage {
+            bytes: bomb.into(),
+            compressed: true,
+        },
+        limit,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, WireError::TooLarge { limit: l, .. } if l == limit as u64),
+        "{err:?}"
+    );
     let held = PEAK.load(Ordering::SeqCst) - before;
     // Output buffer at most limit + 1, transiently plus the half-size buffer it grew from,
     // plus the decompressor's own state (tens of KiB).
-    assert!(held < limit + limit / 2 + (1 << 20), "decoding a bomb held {held} bytes");
+    assert!(
+        held < limit + limit / 2 + (1 << 20),
+        "decoding a bomb held {held} bytes"
+    );
 }
 
 #[test]
@@ -108,7 +128,10 @@ fn inflate_limit_is_exact() {
     let data = wire_common::compressible_bytes(100_000, 4);
     let deflated = deflate(&data, 6);
     assert_eq!(inflate(&deflated, 100_000).unwrap(), data);
-    assert!(matches!(inflate(&deflated, 99_999), Err(WireError::TooLarge { .. })));
+    assert!(matches!(
+        inflate(&deflated, 99_999),
+        Err(WireError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -118,11 +141,17 @@ fn truncated_and_trailing_streams_fail() {
     let deflated = deflate(&data, 6);
     for cut in [0, 1, deflated.len() / 2, deflated.len() - 1] {
         let err = inflate(&deflated[..cut], 1 << 20).unwrap_err();
-        assert!(matches!(err, WireError::Decompress(_)), "cut at {cut}: {err:?}");
+        assert!(
+            matches!(err, WireError::Decompress(_)),
+            "cut at {cut}: {err:?}"
+        );
     }
     let mut trailing = deflated.clone();
     trailing.extend_from_slice(b"junk");
-    assert!(matches!(inflate(&trailing, 1 << 20), Err(WireError::Decompress(_))));
+    assert!(matches!(
+        inflate(&trailing, 1 << 20),
+        Err(WireError::Decompress(_))
+    ));
     let garbage = wire_common::random_bytes(1000, 6);
     assert!(inflate(&garbage, 1 << 20).is_err());
 }
@@ -149,8 +178,12 @@ fn incompressible_body_behind_compressible_probe_stays_plain_when_not_smaller() 
     let mut body = wire_common::random_bytes(300_000, 8);
     let middle = body.len() / 2 - 2048;
     body[middle..middle + 4096].fill(b'a');
-    let encoded =
-        encode_message(&Envelope::Reply { id: 1 }, &body, &CompressionConfig::default()).unwrap();
+    let encoded = encode_message(
+        &Envelope::Reply { id: 1 },
+        &body,
+        &CompressionConfig::default(),
+    )
+    .unwrap();
     assert!(encoded.bytes.len() <= body.len() + 32);
     let (_, back) = decode_message(encoded, 1 << 20).unwrap();
     assert_eq!(back.as_ref(), body.as_slice());

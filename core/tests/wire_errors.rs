@@ -45,9 +45,9 @@ fn one_record() -> Vec<u8> {
         b"hello",
         &config.compression,
     )
-    .unwrap();
-    sender.push(message).unwrap();
-    sender.poll_transmit().unwrap()
+    .expect("encode");
+    sender.push(message).expect("push");
+    sender.poll_transmit().expect("a record")
 }
 
 #[test]
