@@ -62,6 +62,10 @@ suite_vectors() {
   node scripts/identity-vectors/gen.mjs --out "$tmp"
   diff -u core/tests/vectors/identity.json "$tmp"
   rm -f "$tmp"
+  # Raw-deflate interop both ways: fflate's fixtures regenerate identically and fflate inflates
+  # the fixtures Rust produced.
+  npm_install bench/codec-node
+  node bench/codec-node/make-fixtures.mjs --check
 }
 
 suite_fuzz() {
