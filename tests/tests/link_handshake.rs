@@ -8,9 +8,7 @@ use std::time::Duration;
 use common::{BOUND, node, node_with_trust, ws_pair_of};
 use peerlink::core::handshake::RejectReason;
 use peerlink::transport::memory;
-use peerlink::{
-    Error, HandshakeError, LinkBinding, Role, TransportKind, TrustLevel, trust_fn,
-};
+use peerlink::{Error, HandshakeError, LinkBinding, Role, TransportKind, TrustLevel, trust_fn};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -20,14 +18,22 @@ async fn both_roles_see_the_verified_identity_and_their_own_trust_level() {
         "alice",
         "alice-laptop",
         trust_fn(|info| async move {
-            if info.user_id == "bob" { TrustLevel::KNOWN } else { TrustLevel::UNKNOWN }
+            if info.user_id == "bob" {
+                TrustLevel::KNOWN
+            } else {
+                TrustLevel::UNKNOWN
+            }
         }),
     );
     let client = node_with_trust(
         "bob",
         "bob-phone",
         trust_fn(|info| async move {
-            if info.device_id == "alice-laptop" { TrustLevel::TRUSTED } else { TrustLevel::UNKNOWN }
+            if info.device_id == "alice-laptop" {
+                TrustLevel::TRUSTED
+            } else {
+                TrustLevel::UNKNOWN
+            }
         }),
     );
     let server_key = server.public_key();
@@ -44,10 +50,17 @@ async fn both_roles_see_the_verified_identity_and_their_own_trust_level() {
     assert_eq!(pair.server_conn.trust_level(), TrustLevel::KNOWN);
     assert_eq!(pair.client_conn.transport_kind(), TransportKind::WebSocket);
     assert_eq!(pair.client_conn.transport_kind().as_str(), "websocket");
-    assert_eq!(pair.client_conn.handshake_hash(), pair.server_conn.handshake_hash());
+    assert_eq!(
+        pair.client_conn.handshake_hash(),
+        pair.server_conn.handshake_hash()
+    );
     // The server advertises its listener URL in its signed device info.
     assert!(
-        pair.client_conn.remote().addresses.iter().any(|a| a.starts_with("ws://127.0.0.1:")),
+        pair.client_conn
+            .remote()
+            .addresses
+            .iter()
+            .any(|a| a.starts_with("ws://127.0.0.1:")),
         "addresses: {:?}",
         pair.client_conn.remote().addresses
     );
@@ -67,7 +80,10 @@ async fn server_policy_rejecting_gives_both_sides_a_typed_error() {
     let listener = server.listen("127.0.0.1:0").await.unwrap();
     let mut events = server.events();
 
-    let err = tokio::time::timeout(BOUND, client.dial(&listener.url())).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(BOUND, client.dial(&listener.url()))
+        .await
+        .unwrap()
+        .unwrap_err();
     match &err {
         Error::Handshake(HandshakeError::RejectedByPeer { reason, .. }) => {
             assert_eq!(*reason, RejectReason::Untrusted);
@@ -87,7 +103,11 @@ async fn server_policy_rejecting_gives_both_sides_a_typed_error() {
 async fn client_policy_rejecting_gives_both_sides_a_typed_error() {
     // Over an in-memory link so the responder's own error is observable directly.
     let server = node("alice", "laptop");
-    let client = node_with_trust("bob", "phone", trust_fn(|_| async move { TrustLevel::MALICIOUS }));
+    let client = node_with_trust(
+        "bob",
+        "phone",
+        trust_fn(|_| async move { TrustLevel::MALICIOUS }),
+    );
     let (a, b) = memory::pair(1 << 20, 64);
     let binding = LinkBinding::Memory("test-link".into());
     let (client_result, server_result) = tokio::join!(
@@ -102,7 +122,13 @@ async fn client_policy_rejecting_gives_both_sides_a_typed_error() {
     assert_eq!(client_err.code(), "untrusted");
     let server_err = server_result.unwrap_err();
     assert!(
-        matches!(server_err, Error::Handshake(HandshakeError::RejectedByPeer { reason: RejectReason::Untrusted, .. })),
+        matches!(
+            server_err,
+            Error::Handshake(HandshakeError::RejectedByPeer {
+                reason: RejectReason::Untrusted,
+                ..
+            })
+        ),
         "{server_err:?}"
     );
 }
@@ -126,7 +152,10 @@ async fn memory_link_connects_and_calls() {
     assert_eq!(s.remote().public_key, client.public_key());
     // Larger than one 64 KiB record: chunked by the wire layer.
     let payload = bytes::Bytes::from(vec![9u8; 300_000]);
-    let reply = c.call_raw("echo", payload.clone(), Default::default()).await.unwrap();
+    let reply = c
+        .call_raw("echo", payload.clone(), Default::default())
+        .await
+        .unwrap();
     assert_eq!(reply, payload);
     client.close().await;
     server.close().await;
@@ -138,8 +167,16 @@ async fn mismatched_memory_bindings_fail_the_handshake() {
     let client = node("bob", "phone");
     let (a, b) = memory::pair(1 << 20, 64);
     let (c, s) = tokio::join!(
-        client.connect(Box::new(a), Role::Initiator, LinkBinding::Memory("one".into())),
-        server.connect(Box::new(b), Role::Responder, LinkBinding::Memory("two".into())),
+        client.connect(
+            Box::new(a),
+            Role::Initiator,
+            LinkBinding::Memory("one".into())
+        ),
+        server.connect(
+            Box::new(b),
+            Role::Responder,
+            LinkBinding::Memory("two".into())
+        ),
     );
     assert!(c.is_err() && s.is_err(), "client {c:?} server {s:?}");
 }
@@ -171,7 +208,10 @@ async fn relay_in_the_middle_fails_with_a_binding_error() {
         .expect("bounded")
         .unwrap_err();
     match &err {
-        Error::Handshake(HandshakeError::RejectedByPeer { reason: RejectReason::Binding, .. })
+        Error::Handshake(HandshakeError::RejectedByPeer {
+            reason: RejectReason::Binding,
+            ..
+        })
         | Error::Handshake(HandshakeError::BindingNotAccepted(_)) => {}
         other => panic!("expected a binding error, got {other:?}"),
     }
@@ -192,6 +232,9 @@ async fn dialling_nonsense_is_a_typed_error() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let err = client.dial(&format!("ws://127.0.0.1:{port}")).await.unwrap_err();
+    let err = client
+        .dial(&format!("ws://127.0.0.1:{port}"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "connect_failed");
 }

@@ -46,13 +46,24 @@ pub async fn ws_pair_of(server: Node, client: Node) -> Pair {
         .await
         .expect("accept within bound")
         .expect("server accepted a connection");
-    Pair { server, client, client_conn, server_conn }
+    Pair {
+        server,
+        client,
+        client_conn,
+        server_conn,
+    }
 }
 
 pub async fn ws_pair() -> Pair {
-    ws_pair_of(node("server-user", "server-device"), node("client-user", "client-device")).await
+    ws_pair_of(
+        node("server-user", "server-device"),
+        node("client-user", "client-device"),
+    )
+    .await
 }
 
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
