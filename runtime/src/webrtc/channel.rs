@@ -72,6 +72,7 @@ impl WebRtcChannel {
         label: String,
         already_open: bool,
         remote_max_message_size: Arc<AtomicUsize>,
+        opened: Arc<watch::Sender<u64>>,
     ) -> (Self, tokio::task::AbortHandle) {
         let initial = if already_open {
             ChannelState::Open
@@ -80,7 +81,7 @@ impl WebRtcChannel {
         };
         let (state_tx, state_rx) = watch::channel(initial);
         let (tx, rx) = mpsc::channel(RECV_QUEUE);
-        let pump = tokio::spawn(pump(Arc::clone(&dc), tx, state_tx));
+        let pump = tokio::spawn(pump(Arc::clone(&dc), tx, state_tx, opened));
         let channel = Self {
             sender: ChannelSender {
                 dc,
@@ -116,27 +117,26 @@ async fn pump(
     dc: Arc<dyn DataChannel>,
     tx: mpsc::Sender<Bytes>,
     state: watch::Sender<ChannelState>,
+    opened: Arc<watch::Sender<u64>>,
 ) {
     let mut reader_gone = false;
+    let mark_open = |state: &watch::Sender<ChannelState>| {
+        let changed = state.send_if_modified(|s| {
+            let changed = *s == ChannelState::Connecting;
+            if changed {
+                *s = ChannelState::Open;
+            }
+            changed
+        });
+        if changed {
+            opened.send_modify(|n| *n += 1);
+        }
+    };
     while let Some(event) = dc.poll().await {
         match event {
-            DataChannelEvent::OnOpen => {
-                state.send_if_modified(|s| {
-                    let changed = *s == ChannelState::Connecting;
-                    if changed {
-                        *s = ChannelState::Open;
-                    }
-                    changed
-                });
-            }
+            DataChannelEvent::OnOpen => mark_open(&state),
             DataChannelEvent::OnMessage(message) => {
-                state.send_if_modified(|s| {
-                    let changed = *s == ChannelState::Connecting;
-                    if changed {
-                        *s = ChannelState::Open;
-                    }
-                    changed
-                });
+                mark_open(&state);
                 if !reader_gone && tx.send(message.data.freeze()).await.is_err() {
                     // Keep draining: an undrained channel stalls the whole association.
                     reader_gone = true;

@@ -17,7 +17,10 @@ use super::config::{ChannelOptions, IceServer, IceTransportPolicy, IceUrlKind, W
 use super::error::WebRtcError;
 use super::sdp;
 use super::signal::{IceCandidate, MAX_CANDIDATE_LEN, Signal};
-use super::socket::TunedRuntime;
+use super::socket::{TunedRuntime, effective_recv_buffer, window_for_buffer};
+
+/// Longest time the setup kicker runs (see `kick_until_channel_opens`).
+const KICK_LIMIT: Duration = Duration::from_secs(3);
 
 /// Largest message the engine can send or receive (its SCTP reassembly limit).
 pub const ENGINE_MAX_MESSAGE_SIZE: usize = 256 * 1024;
@@ -127,6 +130,7 @@ struct Handler {
     gathered: watch::Sender<bool>,
     remote_max_message_size: Arc<AtomicUsize>,
     pumps: Arc<StdMutex<Vec<tokio::task::AbortHandle>>>,
+    opened: Arc<watch::Sender<u64>>,
 }
 
 #[async_trait::async_trait]
@@ -182,11 +186,17 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let label = dc.label().await.unwrap_or_default();
         // The engine announces remote channels on open.
-        let (channel, pump) =
-            WebRtcChannel::start(dc, label, true, Arc::clone(&self.remote_max_message_size));
+        let (channel, pump) = WebRtcChannel::start(
+            dc,
+            label,
+            true,
+            Arc::clone(&self.remote_max_message_size),
+            Arc::clone(&self.opened),
+        );
         if let Ok(mut pumps) = self.pumps.lock() {
             pumps.push(pump);
         }
+        self.opened.send_modify(|n| *n += 1);
         let _ = self.events.send(WebRtcEvent::Channel(channel));
     }
 }
@@ -212,6 +222,8 @@ struct Inner {
     pumps: Arc<StdMutex<Vec<tokio::task::AbortHandle>>>,
     closed: AtomicBool,
     skipped_ice_urls: Vec<SkippedIceUrl>,
+    /// Count of channels that reached the open state on this side.
+    opened: Arc<watch::Sender<u64>>,
 }
 
 impl Drop for Inner {
@@ -370,20 +382,30 @@ impl WebRtcLink {
         let remote_max_message_size = Arc::new(AtomicUsize::new(sdp::DEFAULT_MAX_MESSAGE_SIZE));
         let pumps = Arc::new(StdMutex::new(Vec::new()));
         let local_mid = Arc::new(StdMutex::new(None));
+        let opened = Arc::new(watch::channel(0u64).0);
 
         let tuning = &config.tuning;
-        let mut settings = SettingEngineBuilder::new()
-            .with_sctp_max_message_size(
-                rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
-                    tuning.max_message_size,
-                ),
-            )
-            // Loopback and LAN paths must not wait for candidates that will never beat them.
-            .with_host_acceptance_min_wait(Some(Duration::ZERO));
+        // Host pairs (loopback, LAN) need not wait for candidates that cannot beat them.
+        let mut settings =
+            SettingEngineBuilder::new().with_host_acceptance_min_wait(Some(Duration::ZERO));
         if let Some(interval) = tuning.ice_check_interval {
             settings = settings.with_ice_connection_attempts(Some(interval), None);
         }
-        if let Some(window) = tuning.sctp_receive_window {
+        let window = match (tuning.sctp_receive_window, tuning.window_from_socket) {
+            (Some(window), _) => Some(window),
+            (None, false) => None,
+            (None, true) => effective_recv_buffer(tuning.socket_recv_buffer).map(window_for_buffer),
+        };
+        let max_message_size = match window {
+            Some(window) => tuning.max_message_size.min(window),
+            None => tuning.max_message_size,
+        };
+        settings = settings.with_sctp_max_message_size(
+            rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize::Bounded(
+                max_message_size,
+            ),
+        );
+        if let Some(window) = window {
             settings = settings.with_sctp_max_receive_buffer_size(window);
         }
         let rtc_config = RTCConfigurationBuilder::default()
@@ -403,6 +425,7 @@ impl WebRtcLink {
             gathered: gathered_tx,
             remote_max_message_size: Arc::clone(&remote_max_message_size),
             pumps: Arc::clone(&pumps),
+            opened: Arc::clone(&opened),
         };
         let mut builder = PeerConnectionBuilder::new()
             .with_configuration(rtc_config)
@@ -433,6 +456,7 @@ impl WebRtcLink {
                 pumps,
                 closed: AtomicBool::new(false),
                 skipped_ice_urls,
+                opened,
             }),
         };
         let events = WebRtcEvents {
@@ -512,9 +536,13 @@ impl WebRtcLink {
             label.to_owned(),
             false,
             Arc::clone(&self.inner.remote_max_message_size),
+            Arc::clone(&self.inner.opened),
         );
         if let Ok(mut pumps) = self.inner.pumps.lock() {
             pumps.push(pump);
+        }
+        if self.state() == LinkState::Connected {
+            self.kick_until_channel_opens();
         }
         Ok(channel)
     }
@@ -547,7 +575,9 @@ impl WebRtcLink {
             connection_id,
             ice_restart: false,
         })
-        .await
+        .await?;
+        self.kick_until_channel_opens();
+        Ok(())
     }
 
     /// Sets a local description and emits it as a signal: with trickle, before the engine
@@ -594,6 +624,45 @@ impl WebRtcLink {
             let _ = self.inner.events.send(WebRtcEvent::Signal(make(sdp_text)));
         }
         Ok(())
+    }
+
+    /// Works around the engine's deferred output: packets the engine produces while handling
+    /// its own events — the SCTP INIT once DTLS completes, the channel OPEN once SCTP
+    /// completes — leave only at the driver's next wake, which on an idle link is its next
+    /// timer, about 200 ms later, twice per connection. Poking the driver every millisecond
+    /// until a channel opens sends them at once. Bounded in time, and holding only a weak
+    /// reference, so it never keeps a link alive.
+    fn kick_until_channel_opens(&self) {
+        let Some(interval) = self.inner.config.tuning.setup_kick_interval else {
+            return;
+        };
+        let pc = Arc::downgrade(&self.inner.pc);
+        let mut opened = self.inner.opened.subscribe();
+        let start = *opened.borrow_and_update();
+        let mut state = self.inner.state.clone();
+        let kicker = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + KICK_LIMIT;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while tokio::time::Instant::now() < deadline {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = opened.wait_for(|n| *n > start) => return,
+                    _ = state.wait_for(|s| matches!(s, LinkState::Failed | LinkState::Closed)) => return,
+                }
+                let Some(pc) = pc.upgrade() else { return };
+                let configuration = pc.get_configuration().await;
+                // Re-applying the same configuration is a no-op whose side effect is a
+                // driver wake.
+                if pc.set_configuration(configuration).await.is_err() {
+                    return;
+                }
+            }
+        });
+        if let Ok(mut pumps) = self.inner.pumps.lock() {
+            pumps.retain(|p| !p.is_finished());
+            pumps.push(kicker.abort_handle());
+        }
     }
 
     fn ensure_open(&self) -> Result<(), WebRtcError> {
@@ -688,7 +757,11 @@ impl WebRtcLink {
             sdp,
             connection_id,
         })
-        .await
+        .await?;
+        if !ice_restart {
+            self.kick_until_channel_opens();
+        }
+        Ok(())
     }
 
     async fn handle_answer(&self, sdp_text: String) -> Result<(), WebRtcError> {

@@ -123,3 +123,24 @@ impl Runtime for TunedRuntime {
         "peerlink-tokio"
     }
 }
+
+/// The receive buffer the kernel actually grants for a request, measured on a throwaway
+/// socket (Linux reports the doubled, overhead-inclusive size and caps the request at
+/// `net.core.rmem_max`; an unprivileged application cannot raise that cap).
+pub(crate) fn effective_recv_buffer(requested: Option<usize>) -> Option<usize> {
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", 0)).ok()?;
+    let sock = socket2::SockRef::from(&socket);
+    if let Some(n) = requested {
+        sock.set_recv_buffer_size(n).ok()?;
+    }
+    sock.recv_buffer_size().ok()
+}
+
+/// The SCTP receive window a socket buffer can absorb in one burst. Each ~1.2 KB datagram
+/// costs about twice its size in kernel accounting, so a window above ~5/8 of the reported
+/// buffer overflows it when the peer sends a full window back to back (measured: 208 KiB
+/// reported buffer holds a 128 KiB window and drops at 256 KiB; 416 KiB holds 256 KiB).
+pub(crate) fn window_for_buffer(effective: usize) -> u32 {
+    let window = effective.saturating_mul(5) / 8;
+    u32::try_from(window.clamp(64 * 1024, 1024 * 1024)).unwrap_or(1024 * 1024)
+}

@@ -1,0 +1,222 @@
+//! Loopback WebRTC benchmark: connect time (offer created → channel open) and bulk throughput.
+//!
+//! ```text
+//! cargo run --release -p peerlink --example webrtc_bench -- [--engine-defaults]
+//!     [--rcvbuf BYTES|none] [--sndbuf BYTES|none] [--limit BYTES|none] [--window BYTES]
+//!     [--ice-interval-ms MS] [--msg BYTES] [--mib MIB] [--runs N]
+//! ```
+//!
+//! Each run builds two links bound to 127.0.0.1, connects them, sends `--mib` MiB in `--msg`
+//! byte messages one way and reports the medians. `RcvbufErrors` is the kernel's count of UDP
+//! datagrams dropped because a socket's receive buffer was full during the run.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use peerlink::webrtc::{
+    ChannelOptions, Tuning, WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcLink, WebRtcRole,
+};
+use tokio::sync::mpsc;
+
+fn forward(
+    mut events: WebRtcEvents,
+    to: &WebRtcLink,
+    channels: Option<mpsc::UnboundedSender<peerlink::webrtc::WebRtcChannel>>,
+) {
+    let to = to.downgrade();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                WebRtcEvent::Signal(signal) => {
+                    let Some(to) = to.upgrade() else { return };
+                    if let Err(err) = to.handle_signal(signal).await {
+                        eprintln!("signal refused: {err}");
+                    }
+                }
+                WebRtcEvent::Channel(ch) => {
+                    if std::env::var_os("BENCH_TRACE").is_some() {
+                        eprintln!("{:?} remote channel", std::time::SystemTime::now());
+                    }
+                    if let Some(tx) = &channels {
+                        let _ = tx.send(ch);
+                    }
+                }
+                other => {
+                    if std::env::var_os("BENCH_TRACE").is_some() {
+                        eprintln!("{:?} {other:?}", std::time::SystemTime::now());
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(header), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    header
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(h, _)| *h == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct RunResult {
+    connect: Duration,
+    throughput_mb_s: f64,
+    rcvbuf_errors: u64,
+}
+
+async fn run(config: &WebRtcConfig, msg: usize, total: usize) -> Result<RunResult, String> {
+    let (offerer, offerer_events) = WebRtcLink::new(config.clone(), WebRtcRole::Offerer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (answerer, answerer_events) = WebRtcLink::new(config.clone(), WebRtcRole::Answerer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (ch_tx, mut ch_rx) = mpsc::unbounded_channel();
+    forward(offerer_events, &answerer, None);
+    forward(answerer_events, &offerer, Some(ch_tx));
+    let channel = offerer
+        .create_channel("bulk", ChannelOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        eprintln!("{:?} start", std::time::SystemTime::now());
+    }
+    offerer.start().await.map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(10), channel.opened())
+        .await
+        .map_err(|_| "open timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let connect = t0.elapsed();
+    let mut remote = tokio::time::timeout(Duration::from_secs(10), ch_rx.recv())
+        .await
+        .map_err(|_| "remote channel timeout".to_string())?
+        .ok_or("no remote channel")?;
+
+    let errors_before = rcvbuf_errors();
+    let payload = Bytes::from(vec![0xA5u8; msg]);
+    let count = total / msg;
+    let (tx, _rx) = channel.split();
+    let t1 = Instant::now();
+    let sender = tokio::spawn(async move {
+        for _ in 0..count {
+            if let Err(e) = tx.send(payload.clone()).await {
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
+    });
+    let mut received = 0usize;
+    while received < count * msg {
+        let got = tokio::time::timeout(Duration::from_secs(60), remote.receiver.recv())
+            .await
+            .map_err(|_| format!("bulk stalled at {received} bytes"))?
+            .ok_or("channel closed")?;
+        received += got.len();
+    }
+    let elapsed = t1.elapsed();
+    sender.await.map_err(|e| e.to_string())??;
+    let rcvbuf = rcvbuf_errors().saturating_sub(errors_before);
+    offerer.close().await;
+    answerer.close().await;
+    Ok(RunResult {
+        connect,
+        throughput_mb_s: received as f64 / elapsed.as_secs_f64() / 1e6,
+        rcvbuf_errors: rcvbuf,
+    })
+}
+
+fn parse_opt(value: &str) -> Option<usize> {
+    if value == "none" {
+        None
+    } else {
+        value.parse().ok()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut tuning = Tuning::default();
+    let mut msg = 64 * 1024;
+    let mut mib = 200;
+    let mut runs = 5;
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--engine-defaults" => {
+                tuning = Tuning::engine_defaults();
+                i += 1;
+                continue;
+            }
+            "--rcvbuf" => tuning.socket_recv_buffer = parse_opt(&value),
+            "--sndbuf" => tuning.socket_send_buffer = parse_opt(&value),
+            "--limit" => tuning.send_buffer_limit = parse_opt(&value),
+            "--window" => tuning.sctp_receive_window = parse_opt(&value).map(|v| v as u32),
+            "--ice-interval-ms" => {
+                tuning.ice_check_interval =
+                    parse_opt(&value).map(|ms| Duration::from_millis(ms as u64))
+            }
+            "--kick-us" => {
+                tuning.setup_kick_interval =
+                    parse_opt(&value).map(|us| Duration::from_micros(us as u64))
+            }
+            "--msg" => msg = value.parse().unwrap_or(msg),
+            "--mib" => mib = value.parse().unwrap_or(mib),
+            "--runs" => runs = value.parse().unwrap_or(runs),
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    if msg > tuning.max_message_size as usize {
+        tuning.max_message_size = msg as u32;
+    }
+    let config = WebRtcConfig {
+        tuning: tuning.clone(),
+        ..WebRtcConfig::loopback()
+    };
+    println!("tuning: {tuning:?}, message {msg} B, {mib} MiB, {runs} runs");
+    let mut connects = Vec::new();
+    let mut rates = Vec::new();
+    for r in 0..runs {
+        match run(&config, msg, mib * 1024 * 1024).await {
+            Ok(res) => {
+                println!(
+                    "run {r}: connect {:.1} ms, bulk {:.1} MB/s, RcvbufErrors +{}",
+                    res.connect.as_secs_f64() * 1e3,
+                    res.throughput_mb_s,
+                    res.rcvbuf_errors
+                );
+                connects.push(res.connect.as_secs_f64() * 1e3);
+                rates.push(res.throughput_mb_s);
+            }
+            Err(err) => println!("run {r}: failed: {err}"),
+        }
+    }
+    println!(
+        "median: connect {:.1} ms, bulk {:.1} MB/s",
+        median(connects),
+        median(rates)
+    );
+}
