@@ -1,0 +1,686 @@
+//! One client connection: challenge, authentication, then requests, signals and relay frames,
+//! heartbeats and shutdown. Generic over any `Sink`/`Stream` of WebSocket messages, so tests
+//! drive it through channels and the server through axum.
+//!
+//! Everything for one client runs in this one task: reading, writing queued messages, timers.
+//! Nothing else is spawned per client, which keeps an idle client to a task, a socket, a
+//! queue and a few small structures.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use rand::RngCore as _;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::OwnedPermit;
+
+use crate::auth::{AuthClaim, verify};
+use crate::hub::{Client, Hub, Out, Route};
+use crate::metrics::Metrics;
+use crate::protocol::{
+    CHALLENGE_LEN, ErrorCode, Incoming, Limits, Member, Outgoing, PROTOCOL_VERSION, error_text,
+    parse_relay_frame, relay_frame, valid_id, valid_room,
+};
+use crate::rate::Bucket;
+
+/// WebSocket close code sent with fatal protocol errors (the reason is the error code).
+pub const CLOSE_PROTOCOL_ERROR: u16 = 4000;
+/// WebSocket close code of a graceful shutdown (1012, "service restart"): reconnect.
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+
+/// Most queued messages written per wake-up before flushing, so one busy client cannot starve
+/// its own reads.
+const WRITE_BATCH: usize = 64;
+/// How long a closing session keeps reading for the client's close reply.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
+type PermitFuture =
+    Pin<Box<dyn Future<Output = Result<OwnedPermit<Out>, mpsc::error::SendError<()>>> + Send>>;
+
+/// A relay frame waiting for room in its target's queue.
+struct PendingForward {
+    permit: PermitFuture,
+    frame: Out,
+    target: String,
+    deadline: tokio::time::Instant,
+}
+
+enum Flow {
+    Continue,
+    Close(ErrorCode),
+}
+
+struct Session<S> {
+    hub: Arc<Hub>,
+    socket: S,
+    ip: IpAddr,
+    host: Option<String>,
+    challenge: [u8; CHALLENGE_LEN],
+    client: Option<Arc<Client>>,
+    rooms: Vec<String>,
+    bucket: Bucket,
+    relay_bucket: Bucket,
+    strikes: u32,
+    last_heard: tokio::time::Instant,
+    read_paused_until: Option<tokio::time::Instant>,
+}
+
+/// Runs one client connection to its end.
+pub(crate) async fn run_session<S, E>(hub: Arc<Hub>, socket: S, ip: IpAddr, host: Option<String>)
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin + Send,
+    E: std::fmt::Display,
+{
+    let now = Instant::now();
+    Metrics::inc(&hub.metrics.connections_total);
+    Metrics::gauge(&hub.metrics.connections_open, 1);
+    let _open = OpenGuard(Arc::clone(&hub));
+    let mut socket = socket;
+    let Some(_slot) = hub.ip_connect(ip, now) else {
+        hub.metrics.reject(ErrorCode::TooManyConnections);
+        let _ = close_with(&mut socket, ErrorCode::TooManyConnections, None).await;
+        return;
+    };
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut challenge);
+    let mut session = Session {
+        bucket: Bucket::new(hub.config.message_rate, now),
+        relay_bucket: Bucket::new(hub.config.relay_byte_rate, now),
+        hub,
+        socket,
+        ip,
+        host,
+        challenge,
+        client: None,
+        rooms: Vec::new(),
+        strikes: 0,
+        last_heard: tokio::time::Instant::now(),
+        read_paused_until: None,
+    };
+    session.run().await;
+    session.cleanup().await;
+}
+
+struct OpenGuard(Arc<Hub>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        Metrics::gauge(&self.0.metrics.connections_open, -1);
+    }
+}
+
+async fn close_with<S>(socket: &mut S, code: ErrorCode, re: Option<u64>) -> Result<(), S::Error>
+where
+    S: Sink<Message> + Unpin,
+{
+    socket
+        .feed(Message::Text(error_text(code, re, None).into()))
+        .await?;
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CLOSE_PROTOCOL_ERROR,
+            reason: Utf8Bytes::from_static(code.as_str()),
+        })))
+        .await
+}
+
+impl<S, E> Session<S>
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin + Send,
+    E: std::fmt::Display,
+{
+    async fn write(&mut self, message: Message) -> bool {
+        let timeout = self.hub.config.write_timeout;
+        matches!(
+            tokio::time::timeout(timeout, self.socket.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn write_text(&mut self, text: String) -> bool {
+        self.write(Message::Text(text.into())).await
+    }
+
+    async fn reject(&mut self, code: ErrorCode, re: Option<u64>, to: Option<&str>) -> Flow {
+        self.hub.metrics.reject(code);
+        if code.is_fatal() {
+            return Flow::Close(code);
+        }
+        self.strikes += 1;
+        if self.strikes > self.hub.config.max_strikes {
+            self.hub.metrics.reject(ErrorCode::Abuse);
+            return Flow::Close(ErrorCode::Abuse);
+        }
+        if self.write_text(error_text(code, re, to)).await {
+            Flow::Continue
+        } else {
+            Flow::Close(ErrorCode::SlowConsumer)
+        }
+    }
+
+    async fn run(&mut self) {
+        let hub = Arc::clone(&self.hub);
+        let config = &hub.config;
+        let challenge_b64 = base64::engine::general_purpose::STANDARD.encode(self.challenge);
+        let hello = Outgoing::Challenge {
+            v: PROTOCOL_VERSION,
+            versions: &[PROTOCOL_VERSION],
+            challenge: &challenge_b64,
+            heartbeat_ms: duration_ms(config.heartbeat_interval),
+            timeout_ms: duration_ms(config.heartbeat_timeout),
+            limits: Limits {
+                max_text_bytes: config.max_text_bytes,
+                max_relay_payload: config.max_relay_payload,
+                max_rooms: config.max_rooms_per_client,
+            },
+        }
+        .to_text();
+        if !self.write_text(hello).await {
+            return;
+        }
+        let auth_deadline = tokio::time::Instant::now() + config.auth_timeout;
+        let heartbeat = config.heartbeat_interval;
+        let mut next_tick = tokio::time::Instant::now() + heartbeat;
+        let mut rx: Option<mpsc::Receiver<Out>> = None;
+        let mut pending: Option<PendingForward> = None;
+        let mut shutdown = self.hub.shutdown.clone();
+        if *shutdown.borrow() {
+            self.shutdown().await;
+            return;
+        }
+
+        // Ends when the client leaves, breaks a rule, stalls, or the server shuts down; every
+        // branch either makes progress or ends the loop.
+        loop {
+            let timer = if self.client.is_none() {
+                next_tick.min(auth_deadline)
+            } else {
+                next_tick
+            };
+            let read_allowed = pending.is_none() && self.read_paused_until.is_none();
+            let client = self.client.clone();
+            let paused = self.read_paused_until;
+            let flow = tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    self.shutdown().await;
+                    return;
+                }
+                code = async {
+                    match &client {
+                        Some(c) => c.kicked().await,
+                        None => std::future::pending().await,
+                    }
+                } => Flow::Close(code),
+                permit = async {
+                    match pending.as_mut() {
+                        Some(p) => tokio::time::timeout_at(p.deadline, &mut p.permit).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let forward = pending.take();
+                    match (permit, forward) {
+                        (Ok(Ok(permit)), Some(forward)) => {
+                            permit.send(forward.frame);
+                            Flow::Continue
+                        }
+                        (Ok(Err(_)), Some(forward)) => {
+                            self.reject(ErrorCode::TargetOffline, None, Some(&forward.target)).await
+                        }
+                        (_, forward) => {
+                            let target = forward.map(|f| f.target);
+                            self.reject(ErrorCode::TargetBusy, None, target.as_deref()).await
+                        }
+                    }
+                }
+                out = async {
+                    match rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match out {
+                    Some(out) => self.write_batch(out, rx.as_mut()).await,
+                    None => Flow::Close(ErrorCode::Internal),
+                },
+                _ = async {
+                    match paused {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.read_paused_until = None;
+                    Flow::Continue
+                }
+                incoming = self.socket.next(), if read_allowed => match incoming {
+                    Some(Ok(message)) => {
+                        self.last_heard = tokio::time::Instant::now();
+                        self.on_message(message, &mut rx, &mut pending).await
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(ip = %self.ip, error = %e, "websocket read failed");
+                        return;
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(timer) => {
+                    let now = tokio::time::Instant::now();
+                    if self.client.is_none() && now >= auth_deadline {
+                        self.hub.metrics.reject(ErrorCode::AuthTimeout);
+                        Flow::Close(ErrorCode::AuthTimeout)
+                    } else if self.last_heard.elapsed() >= self.hub.config.heartbeat_timeout {
+                        self.hub.metrics.reject(ErrorCode::HeartbeatTimeout);
+                        Flow::Close(ErrorCode::HeartbeatTimeout)
+                    } else {
+                        next_tick = now + heartbeat;
+                        self.strikes = 0;
+                        if self.write(Message::Ping(Bytes::new())).await {
+                            Flow::Continue
+                        } else {
+                            Flow::Close(ErrorCode::SlowConsumer)
+                        }
+                    }
+                }
+            };
+            if let Flow::Close(code) = flow {
+                tracing::debug!(ip = %self.ip, code = code.as_str(), "closing connection");
+                let _ = tokio::time::timeout(
+                    self.hub.config.write_timeout,
+                    close_with(&mut self.socket, code, None),
+                )
+                .await;
+                self.drain_until_closed().await;
+                return;
+            }
+        }
+    }
+
+    /// Reads and discards until the client answers the close (or a short bound passes), so
+    /// that unread data does not turn the close into a connection reset that loses the
+    /// close frame and the error before it.
+    async fn drain_until_closed(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+            // Bounded by CLOSE_DRAIN.
+            while let Some(Ok(message)) = self.socket.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn shutdown(&mut self) {
+        let text = Outgoing::Reconnect {
+            reason: "shutdown",
+            retry_ms: duration_ms(self.hub.config.reconnect_hint),
+        }
+        .to_text();
+        let timeout = self.hub.config.write_timeout;
+        let _ = tokio::time::timeout(timeout, async {
+            self.socket.feed(Message::Text(text.into())).await?;
+            self.socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: CLOSE_SERVICE_RESTART,
+                    reason: Utf8Bytes::from_static("shutdown"),
+                })))
+                .await
+        })
+        .await;
+        self.drain_until_closed().await;
+    }
+
+    async fn write_batch(&mut self, first: Out, rx: Option<&mut mpsc::Receiver<Out>>) -> Flow {
+        let timeout = self.hub.config.write_timeout;
+        let socket = &mut self.socket;
+        let result = tokio::time::timeout(timeout, async {
+            socket.feed(out_message(first)).await?;
+            if let Some(rx) = rx {
+                for _ in 1..WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(out) => socket.feed(out_message(out)).await?,
+                        Err(_) => break,
+                    }
+                }
+            }
+            socket.flush().await
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Close(ErrorCode::SlowConsumer),
+        }
+    }
+
+    async fn on_message(
+        &mut self,
+        message: Message,
+        rx: &mut Option<mpsc::Receiver<Out>>,
+        pending: &mut Option<PendingForward>,
+    ) -> Flow {
+        match message {
+            Message::Text(text) => {
+                if text.len() > self.hub.config.max_text_bytes {
+                    return self.reject(ErrorCode::TooLarge, None, None).await;
+                }
+                let now = Instant::now();
+                let rate = self.hub.config.message_rate;
+                if !self.bucket.try_take(rate, 1.0, now) || !self.hub.ip_allows(self.ip, now) {
+                    return self.reject(ErrorCode::RateLimited, None, None).await;
+                }
+                Metrics::inc(&self.hub.metrics.messages_in);
+                let incoming: Incoming<'_> = match serde_json::from_str(text.as_str()) {
+                    Ok(m) => m,
+                    Err(_) => return self.reject(ErrorCode::InvalidJson, None, None).await,
+                };
+                if self.client.is_none() {
+                    self.on_unauthenticated(incoming, rx).await
+                } else {
+                    self.on_request(incoming).await
+                }
+            }
+            Message::Binary(frame) => {
+                if self.client.is_none() {
+                    return self.reject(ErrorCode::NotAuthenticated, None, None).await;
+                }
+                self.on_relay_frame(frame, pending).await
+            }
+            Message::Close(_) => Flow::Close(ErrorCode::Internal),
+            // Pongs only refresh `last_heard`; pings are answered by the WebSocket layer.
+            Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+        }
+    }
+
+    async fn on_unauthenticated(
+        &mut self,
+        m: Incoming<'_>,
+        rx: &mut Option<mpsc::Receiver<Out>>,
+    ) -> Flow {
+        if m.kind != "auth" {
+            return self.reject(ErrorCode::NotAuthenticated, m.id, None).await;
+        }
+        let (Some(public_key), Some(device_id), Some(user_id), Some(signature), Some(host)) = (
+            m.public_key.as_deref(),
+            m.device_id.as_deref(),
+            m.user_id.as_deref(),
+            m.signature.as_deref(),
+            m.host.as_deref(),
+        ) else {
+            return self.reject(ErrorCode::InvalidMessage, m.id, None).await;
+        };
+        let claim = AuthClaim {
+            version: m.v.unwrap_or(0),
+            public_key,
+            device_id,
+            user_id,
+            signature,
+            host,
+            token: m.token.as_deref(),
+        };
+        let verified = verify(
+            &claim,
+            &self.challenge,
+            self.host.as_deref(),
+            &self.hub.config.allowed_hosts,
+            &self.hub.config.admission,
+            unix_secs(),
+        );
+        let verified = match verified {
+            Ok(v) => v,
+            Err(code) => {
+                tracing::info!(ip = %self.ip, code = code.as_str(), "authentication refused");
+                return self.reject(code, m.id, None).await;
+            }
+        };
+        let member = Member {
+            device_id: device_id.to_owned(),
+            user_id: user_id.to_owned(),
+            public_key: verified.public_key.to_base64(),
+        };
+        let (tx, new_rx) = mpsc::channel(self.hub.config.client_queue.max(1));
+        let client = Arc::new(Client::new(self.hub.next_conn_id(), member, tx));
+        if let Err(code) = self.hub.register(&client).await {
+            return self.reject(code, m.id, None).await;
+        }
+        // Fresh bytes so the old challenge can never verify again on this connection.
+        rand::rngs::OsRng.fill_bytes(&mut self.challenge);
+        Metrics::gauge(&self.hub.metrics.authenticated_open, 1);
+        tracing::info!(ip = %self.ip, device = %client.member.device_id, "authenticated");
+        let welcome = Outgoing::Welcome {
+            re: m.id,
+            device_id: &client.member.device_id,
+            user_id: &client.member.user_id,
+            public_key: &client.member.public_key,
+        }
+        .to_text();
+        self.client = Some(client);
+        *rx = Some(new_rx);
+        if self.write_text(welcome).await {
+            Flow::Continue
+        } else {
+            Flow::Close(ErrorCode::SlowConsumer)
+        }
+    }
+
+    async fn on_request(&mut self, m: Incoming<'_>) -> Flow {
+        let Some(client) = self.client.clone() else {
+            return Flow::Close(ErrorCode::Internal);
+        };
+        match m.kind.as_ref() {
+            "auth" => {
+                self.reject(ErrorCode::AlreadyAuthenticated, m.id, None)
+                    .await
+            }
+            "ping" => {
+                let text = Outgoing::Pong { re: m.id }.to_text();
+                self.reply(text).await
+            }
+            "join" => {
+                let Some(room) = m.room.as_deref().filter(|r| valid_room(r)) else {
+                    return self.reject(ErrorCode::InvalidMessage, m.id, None).await;
+                };
+                let is_member = self.rooms.iter().any(|r| r == room);
+                if !is_member && self.rooms.len() >= self.hub.config.max_rooms_per_client {
+                    return self.reject(ErrorCode::RoomLimit, m.id, None).await;
+                }
+                match self.hub.join(&client, room).await {
+                    Ok((members, _already)) => {
+                        if !is_member {
+                            self.rooms.push(room.to_owned());
+                        }
+                        let text = Outgoing::Members {
+                            re: m.id,
+                            room,
+                            self_id: &client.member.device_id,
+                            members: &members,
+                        }
+                        .to_text();
+                        self.reply(text).await
+                    }
+                    Err(code) => self.reject(code, m.id, None).await,
+                }
+            }
+            "leave" => {
+                let Some(room) = m.room.as_deref().filter(|r| valid_room(r)) else {
+                    return self.reject(ErrorCode::InvalidMessage, m.id, None).await;
+                };
+                let Some(pos) = self.rooms.iter().position(|r| r == room) else {
+                    return self.reject(ErrorCode::NotInRoom, m.id, None).await;
+                };
+                self.rooms.swap_remove(pos);
+                self.hub.leave(&client, room).await;
+                let text = Outgoing::Left {
+                    re: m.id,
+                    room,
+                    device_id: &client.member.device_id,
+                }
+                .to_text();
+                self.reply(text).await
+            }
+            "signal" => {
+                let (Some(to), Some(data)) = (m.to.as_deref(), m.data) else {
+                    return self.reject(ErrorCode::InvalidMessage, m.id, None).await;
+                };
+                if !valid_id(to) {
+                    return self.reject(ErrorCode::InvalidMessage, m.id, None).await;
+                }
+                let text = Outgoing::Signal {
+                    from: &client.member.device_id,
+                    from_user_id: &client.member.user_id,
+                    from_public_key: &client.member.public_key,
+                    data,
+                }
+                .to_text();
+                let delivered = match self.hub.route(to).await {
+                    Ok(Route::Local(target)) => {
+                        match target.tx.try_send(Out::Text(Utf8Bytes::from(text))) {
+                            Ok(()) => Ok(()),
+                            Err(mpsc::error::TrySendError::Full(_)) => Err(ErrorCode::TargetBusy),
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                Err(ErrorCode::TargetOffline)
+                            }
+                        }
+                    }
+                    Ok(Route::Remote(instance)) => match &self.hub.backplane {
+                        Some(bp) => bp.forward_text(&instance, to, &text).await,
+                        None => Err(ErrorCode::TargetOffline),
+                    },
+                    Err(code) => Err(code),
+                };
+                match delivered {
+                    Ok(()) => {
+                        Metrics::inc(&self.hub.metrics.signals_relayed);
+                        match m.id {
+                            Some(re) => self.reply(Outgoing::Ok { re }.to_text()).await,
+                            None => Flow::Continue,
+                        }
+                    }
+                    Err(code) => self.reject(code, m.id, Some(to)).await,
+                }
+            }
+            "turn" => {
+                let Some(turn) = self.hub.config.turn.clone() else {
+                    return self.reject(ErrorCode::TurnUnavailable, m.id, None).await;
+                };
+                let creds = crate::turn::turn_credentials(
+                    &turn.secret,
+                    &client.member.device_id,
+                    unix_secs(),
+                    turn.ttl.as_secs(),
+                );
+                let text = Outgoing::Turn {
+                    re: m.id,
+                    username: &creds.username,
+                    credential: &creds.credential,
+                    ttl: creds.ttl,
+                    urls: &turn.urls,
+                }
+                .to_text();
+                self.reply(text).await
+            }
+            _ => self.reject(ErrorCode::UnknownType, m.id, None).await,
+        }
+    }
+
+    async fn reply(&mut self, text: String) -> Flow {
+        if self.write_text(text).await {
+            Flow::Continue
+        } else {
+            Flow::Close(ErrorCode::SlowConsumer)
+        }
+    }
+
+    async fn on_relay_frame(&mut self, frame: Bytes, pending: &mut Option<PendingForward>) -> Flow {
+        let Some(client) = self.client.clone() else {
+            return Flow::Close(ErrorCode::Internal);
+        };
+        let Some(header) = parse_relay_frame(&frame) else {
+            return self.reject(ErrorCode::InvalidFrame, None, None).await;
+        };
+        let payload = frame.slice(header.payload_offset..);
+        if payload.len() > self.hub.config.max_relay_payload {
+            return self.reject(ErrorCode::TooLarge, None, None).await;
+        }
+        let target = header.device_id.to_owned();
+        let wait = self.relay_bucket.take_with_debt(
+            self.hub.config.relay_byte_rate,
+            payload.len() as f64,
+            Instant::now(),
+        );
+        if !wait.is_zero() {
+            self.read_paused_until = Some(tokio::time::Instant::now() + wait);
+        }
+        let out_frame = relay_frame(&client.member.device_id, &payload);
+        let payload_len = payload.len() as u64;
+        match self.hub.route(&target).await {
+            Ok(Route::Local(dest)) => match dest.tx.try_send(Out::Binary(out_frame)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(out)) => {
+                    let tx = dest.tx.clone();
+                    *pending = Some(PendingForward {
+                        permit: Box::pin(tx.reserve_owned()),
+                        frame: out,
+                        target,
+                        deadline: tokio::time::Instant::now() + self.hub.config.write_timeout,
+                    });
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return self
+                        .reject(ErrorCode::TargetOffline, None, Some(&target))
+                        .await;
+                }
+            },
+            Ok(Route::Remote(instance)) => {
+                let sent = match &self.hub.backplane {
+                    Some(bp) => bp.forward_binary(&instance, &target, &out_frame).await,
+                    None => Err(ErrorCode::TargetOffline),
+                };
+                if let Err(code) = sent {
+                    return self.reject(code, None, Some(&target)).await;
+                }
+            }
+            Err(code) => return self.reject(code, None, Some(&target)).await,
+        }
+        Metrics::inc(&self.hub.metrics.relay_frames);
+        Metrics::add(&self.hub.metrics.relay_bytes, payload_len);
+        Flow::Continue
+    }
+
+    async fn cleanup(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        for room in std::mem::take(&mut self.rooms) {
+            self.hub.leave(&client, &room).await;
+        }
+        self.hub.unregister(&client).await;
+        Metrics::gauge(&self.hub.metrics.authenticated_open, -1);
+        tracing::info!(ip = %self.ip, device = %client.member.device_id, "disconnected");
+    }
+}
+
+fn out_message(out: Out) -> Message {
+    match out {
+        Out::Text(t) => Message::Text(t),
+        Out::Binary(b) => Message::Binary(b),
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
