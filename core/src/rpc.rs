@@ -275,7 +275,11 @@ mod tests {
             let id = c.start(i, Some(t0 + ms(i % 1000 + 1))).id;
             assert_eq!(c.complete(id), Some(i));
         }
-        assert!(c.deadlines.len() <= HEAP_SLACK + 1, "heap holds {}", c.deadlines.len());
+        assert!(
+            c.deadlines.len() <= HEAP_SLACK + 1,
+            "heap holds {}",
+            c.deadlines.len()
+        );
         assert_eq!(c.poll_timeout(), None);
     }
 

@@ -218,7 +218,18 @@ async fn run_handshake(
     }
 }
 
+/// Marks the writer finished however it ends (returned or aborted), so `close` never waits
+/// for a writer that is gone.
+struct WriterDone(Arc<Shared>);
+
+impl Drop for WriterDone {
+    fn drop(&mut self) {
+        self.0.writer_done.send_replace(true);
+    }
+}
+
 async fn writer_task(shared: Arc<Shared>, mut tx: Box<dyn TransportSender>) {
+    let done = WriterDone(Arc::clone(&shared));
     let mut unflushed = false;
     let mut linger_until: Option<tokio::time::Instant> = None;
     // Runs until the connection closes; each round sends one record or waits for work.
@@ -269,7 +280,7 @@ async fn writer_task(shared: Arc<Shared>, mut tx: Box<dyn TransportSender>) {
     }
     let _ = tokio::time::timeout(CLOSE_LINGER, tx.close()).await;
     drop(tx);
-    shared.writer_done.send_replace(true);
+    drop(done);
 }
 
 async fn reader_task(
