@@ -14,6 +14,7 @@ mod link;
 mod sdp;
 mod signal;
 mod socket;
+mod transport;
 
 pub use channel::{ChannelReceiver, ChannelSender, ChannelState, WebRtcChannel};
 pub use config::{ChannelOptions, IceServer, IceTransportPolicy, IceUrlKind, Tuning, WebRtcConfig};
@@ -24,3 +25,4 @@ pub use link::{
 };
 pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
 pub use signal::{IceCandidate, MAX_CANDIDATE_LEN, MAX_SIGNAL_LEN, Signal};
+pub use transport::WebRtcTransport;
