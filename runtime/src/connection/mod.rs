@@ -204,8 +204,15 @@ impl Shared {
                 }
                 st.space_waiters += 1;
             }
+            // Decrements the waiter count even if this future is dropped while waiting.
+            struct Waiting<'a>(&'a Shared);
+            impl Drop for Waiting<'_> {
+                fn drop(&mut self) {
+                    self.0.state().space_waiters -= 1;
+                }
+            }
+            let _waiting = Waiting(self);
             notified.await;
-            self.state().space_waiters -= 1;
         }
         self.writer_wake.notify_one();
         Ok(())
