@@ -26,6 +26,7 @@ mod error;
 mod handler;
 mod node;
 pub mod runtime;
+pub mod signaling;
 pub mod transport;
 mod trust;
 mod url;

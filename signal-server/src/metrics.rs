@@ -56,6 +56,16 @@ impl Metrics {
         self.authenticated_open.load(Ordering::Relaxed)
     }
 
+    /// Payload bytes of relay frames forwarded so far.
+    pub fn relay_bytes(&self) -> u64 {
+        self.relay_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Signals delivered or forwarded so far.
+    pub fn signals_relayed(&self) -> u64 {
+        self.signals_relayed.load(Ordering::Relaxed)
+    }
+
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::error::TransportError;
 
 pub mod memory;
+pub mod relay;
 pub mod websocket;
 
 /// Which kind of link a transport is.
