@@ -198,20 +198,27 @@ impl Hub {
     /// key is replaced; one with a different key keeps the id.
     pub(crate) async fn register(&self, client: &Arc<Client>) -> Result<(), ErrorCode> {
         let device: Arc<str> = Arc::from(client.member.device_id.as_str());
+        let taken = |clients: &HashMap<Arc<str>, Arc<Client>>| {
+            clients
+                .get(&device)
+                .is_some_and(|old| old.member.public_key != client.member.public_key)
+        };
+        if taken(&lock(&self.clients)) {
+            return Err(ErrorCode::DeviceIdTaken);
+        }
+        // The shared registry decides first, so a refusal leaves no local trace.
+        if let Some(bp) = &self.backplane {
+            bp.register(client).await?;
+        }
         let replaced = {
             let mut clients = lock(&self.clients);
-            match clients.get(&device) {
-                Some(old) if old.member.public_key != client.member.public_key => {
-                    return Err(ErrorCode::DeviceIdTaken);
-                }
-                _ => clients.insert(device, Arc::clone(client)),
+            if taken(&clients) {
+                return Err(ErrorCode::DeviceIdTaken);
             }
+            clients.insert(device, Arc::clone(client))
         };
         if let Some(old) = replaced {
             old.kick(ErrorCode::Replaced);
-        }
-        if let Some(bp) = &self.backplane {
-            bp.register(client).await?;
         }
         Ok(())
     }
