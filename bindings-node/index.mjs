@@ -1,0 +1,20 @@
+// ES module entry: the same native binding as `require('@peerlink/node')`.
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const binding = require('./index.js')
+
+export const {
+  Connection,
+  Identity,
+  Listener,
+  Node,
+  RecvStream,
+  SendStream,
+  TrustLevel,
+  decodeMessage,
+  encodeMessage,
+  version,
+} = binding
+
+export default binding

@@ -1,0 +1,65 @@
+//! Node.js and Electron addon for peerlink.
+//!
+//! Thin adapters over the `peerlink` crate: classes wrap its handles, JS values cross as
+//! MessagePack, errors become `Error`s with a stable `code`, and every async operation runs on
+//! the process-wide peerlink runtime. See `docs/bindings/node.md`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+// The generated glue of `#[napi]` items is unsafe FFI by nature.
+#![allow(unsafe_code)]
+
+mod bridge;
+mod codec;
+mod connection;
+mod error;
+mod handler;
+mod identity;
+mod node;
+mod value;
+
+use napi_derive::napi;
+
+pub use codec::{decode_message, encode_message};
+pub use connection::{CallOptions, CloseInfo, Connection, RecvStream, SendStream};
+pub use identity::{DeviceInfo, Identity};
+pub use node::{ListenOptions, Listener, Node, NodeOptions};
+
+/// The second argument of every handler.
+#[napi(object, object_from_js = false)]
+#[derive(Debug)]
+pub struct RequestContext {
+    /// The name that was called.
+    pub name: String,
+    /// `true` for a notification (the result is discarded).
+    pub is_notify: bool,
+    /// The connection the request came on.
+    #[napi(ts_type = "Connection")]
+    pub connection: (),
+}
+
+/// The peerlink version of this addon.
+#[napi]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+/// Peers trust levels (a level below 0 refuses the link).
+#[napi]
+#[derive(Debug)]
+pub enum TrustLevel {
+    /// Known bad actor.
+    Malicious = -20,
+    /// Not trusted; the link is refused.
+    Untrusted = -10,
+    /// Nothing known; the link is allowed.
+    Unknown = 0,
+    /// A user seen for the first time.
+    NewUser = 10,
+    /// A new device of a known user.
+    NewDevice = 20,
+    /// Seen long enough to be known.
+    Known = 30,
+    /// Explicitly trusted.
+    Trusted = 50,
+    /// One of our own devices (Peers calls it `Self`).
+    Own = 100,
+}
