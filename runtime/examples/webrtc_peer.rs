@@ -48,6 +48,7 @@ struct Opts {
     rtt: usize,
     pair: bool,
     pacing: bool,
+    send_limit: Option<usize>,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -61,6 +62,7 @@ fn parse_args() -> Result<Opts, String> {
         rtt: 200,
         pair: false,
         pacing: true,
+        send_limit: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -83,6 +85,9 @@ fn parse_args() -> Result<Opts, String> {
             "--rtt" => opts.rtt = value()?.parse().map_err(|e| format!("--rtt: {e}"))?,
             "--pair" => opts.pair = true,
             "--no-pacing" => opts.pacing = false,
+            "--send-limit" => {
+                opts.send_limit = Some(value()?.parse().map_err(|e| format!("--send-limit: {e}"))?)
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -493,6 +498,9 @@ async fn make_link(
     };
     config.tuning.max_message_size = config.tuning.max_message_size.max(opts.msg as u32);
     let _ = opts.pacing;
+    if let Some(limit) = opts.send_limit {
+        config.tuning.send_buffer_limit = Some(limit);
+    }
     let (link, mut events) = WebRtcLink::new(config, role)
         .await
         .map_err(|e| e.to_string())?;
