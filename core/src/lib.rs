@@ -9,6 +9,7 @@
 //! - [`rpc`]: request-id correlation with deadlines.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod compact;
 pub mod handshake;
 pub mod identity;
 pub mod rpc;
