@@ -8,6 +8,7 @@
 //! `docs/decisions/webrtc-performance.md`.
 
 mod channel;
+pub mod compact;
 mod config;
 mod error;
 mod link;
