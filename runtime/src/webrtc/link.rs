@@ -388,6 +388,14 @@ impl WebRtcLink {
         // Host pairs (loopback, LAN) need not wait for candidates that cannot beat them.
         let mut settings =
             SettingEngineBuilder::new().with_host_acceptance_min_wait(Some(Duration::ZERO));
+        // Answer as the DTLS server (`setup:passive`), which makes this side the SCTP server:
+        // the engine sends the SCTP INIT from the DTLS client only, while aiortc sends it from
+        // the ICE-controlling side (the offerer) only, so with the usual `setup:active` answer
+        // neither side of a peerlink <-> aiortc link would accept the other's INIT. Browsers
+        // and libdatachannel accept either answer.
+        settings = settings.with_answering_dtls_role(
+            rtc::peer_connection::transport::RTCDtlsRole::Server,
+        );
         if let Some(interval) = tuning.ice_check_interval {
             settings = settings.with_ice_connection_attempts(Some(interval), None);
         }
