@@ -12,6 +12,7 @@
 pub mod compact;
 pub mod handshake;
 pub mod identity;
+pub mod modem;
 pub mod rpc;
 pub mod wire;
 
