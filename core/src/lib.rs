@@ -10,9 +10,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod compact;
+pub mod device_message;
 pub mod handshake;
 pub mod identity;
-pub mod modem;
+pub mod manager;
 pub mod rpc;
 pub mod wire;
 
