@@ -14,6 +14,7 @@ pub mod device_message;
 pub mod handshake;
 pub mod identity;
 pub mod manager;
+pub mod modem;
 pub mod rpc;
 pub mod wire;
 
