@@ -12,7 +12,7 @@ ROOT=$(pwd)
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_NET_RETRY=5
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz interop)
 
 step() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -71,6 +71,24 @@ suite_vectors() {
 suite_fuzz() {
   # Every fuzz target, run on stable as a bounded smoke run over seeded random inputs.
   cargo run --release --locked --manifest-path fuzz/Cargo.toml --bin fuzz-smoke -- --seconds "${FUZZ_SECONDS:-5}"
+}
+
+# WebRTC interop against real stacks (Chromium via playwright-core, aiortc) inside a private
+# network namespace (tests/interop/netns.sh): browsers ignore loopback. Needs root for the
+# namespace and apt; installs Debian's chromium, the npm packages and an aiortc virtualenv.
+suite_interop() {
+  [ "$(id -u)" = 0 ] || { echo "interop needs root (network namespace)"; return 1; }
+  if [ ! -x /usr/bin/chromium ]; then
+    timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq chromium
+  fi
+  npm_install tests/interop
+  local venv=$ROOT/target/interop-venv
+  if [ ! -x "$venv/bin/python" ] || [ tests/interop/requirements.txt -nt "$venv/bin/python" ]; then
+    python3 -m venv "$venv" && timeout 600 "$venv/bin/pip" install -q -r tests/interop/requirements.txt
+  fi
+  cargo build --release --locked -p peerlink --example webrtc_peer
+  PL_PYTHON=$venv/bin/python timeout 330 tests/interop/netns.sh \
+    node --test --test-reporter=spec tests/interop/interop.test.mjs </dev/null
 }
 
 for s in "${SUITES[@]}"; do
