@@ -1,0 +1,325 @@
+// XCTest suite of the Swift bindings; mirrors bindings-kotlin's JVM tests one for one.
+// Runs with `swift test` on macOS after build-xcframework.sh.
+import CryptoKit
+import Foundation
+import XCTest
+
+@testable import PeerLink
+
+/// A trust policy that answers `level` and remembers whom it was asked about.
+final class RecordingTrust: TrustPolicy, @unchecked Sendable {
+    private let level: Int32
+    private let lock = NSLock()
+    private var _asked: [DeviceInfo] = []
+    var asked: [DeviceInfo] { lock.withLock { _asked } }
+
+    init(_ level: Int32) { self.level = level }
+
+    func trustLevel(device: DeviceInfo) async throws -> Int32 {
+        lock.withLock { _asked.append(device) }
+        await Task.yield()
+        return level
+    }
+}
+
+final class ThrowingTrust: TrustPolicy, @unchecked Sendable {
+    struct PolicyBug: Error {}
+    func trustLevel(device: DeviceInfo) async throws -> Int32 { throw PolicyBug() }
+}
+
+final class Handler: RpcHandler, @unchecked Sendable {
+    private let body: @Sendable (String, Data) async throws -> Data
+    init(_ body: @escaping @Sendable (String, Data) async throws -> Data) { self.body = body }
+    func handle(name: String, args: Data) async throws -> Data { try await body(name, args) }
+}
+
+final class Events: NodeListener, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _connected: [UInt64] = []
+    private var _closed: [(UInt64, CloseInfo)] = []
+    var connected: [UInt64] { lock.withLock { _connected } }
+    var closed: [(UInt64, CloseInfo)] { lock.withLock { _closed } }
+    func onConnection(connection: Connection) { lock.withLock { _connected.append(connection.id()) } }
+    func onConnectionClosed(connectionId: UInt64, reason: CloseInfo) {
+        lock.withLock { _closed.append((connectionId, reason)) }
+    }
+}
+
+/// Completes once, from any task.
+final class Signal<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T?
+    func complete(_ v: T) { lock.withLock { if value == nil { value = v } } }
+    func wait() async throws -> T {
+        for _ in 0..<200 {
+            if let v = lock.withLock({ value }) { return v }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        throw XCTSkip("timed out waiting")
+    }
+}
+
+func makeNode(_ user: String, trust: TrustPolicy? = nil) throws -> Node {
+    try Node(config: NodeConfig(
+        identity: Identity.generate(), userId: user, deviceId: "\(user)-device",
+        userName: nil, deviceName: "\(user)'s test device", trust: trust,
+        callTimeoutMs: nil, handshakeTimeoutMs: nil, connectTimeoutMs: nil))
+}
+
+struct Pair {
+    let server: Node, client: Node, listener: Listener, clientConn: Connection, serverConn: Connection
+    func shutdown() async {
+        await client.close()
+        await server.close()
+    }
+}
+
+func connect(_ server: Node, _ client: Node) async throws -> Pair {
+    let listener = try await server.listen(addr: "127.0.0.1:0")
+    let clientConn = try await client.dial(url: listener.url())
+    guard let serverConn = await server.accept() else { throw XCTSkip("server accepted nothing") }
+    return Pair(server: server, client: client, listener: listener, clientConn: clientConn, serverConn: serverConn)
+}
+
+func sha256(_ data: Data) -> String {
+    SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
+
+func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
+    for _ in 0..<200 {
+        if condition() { return }
+        try await Task.sleep(nanoseconds: 50_000_000)
+    }
+    XCTFail("timed out waiting for \(what)")
+}
+
+final class PeerLinkTests: XCTestCase {
+    func testIdentityRoundTripsAndNeverPrintsTheSecret() throws {
+        let a = Identity.generate()
+        let b = try Identity.fromSecretKey(secretKey: a.secretKey())
+        XCTAssertEqual(a.publicKey(), b.publicKey())
+        XCTAssertEqual(a.publicBoxKey(), b.publicBoxKey())
+        XCTAssertEqual(a.sign(message: Data("hi".utf8)).count, 64)
+        XCTAssertFalse(a.description.contains(a.secretKey()))
+        XCTAssertTrue(a.description.contains(a.publicKey()))
+        XCTAssertThrowsError(try Identity.fromSecretKey(secretKey: "not a key")) { error in
+            guard case PeerlinkError.InvalidArgument(let code, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(code, "invalid_identity")
+        }
+    }
+
+    func testHandshakeConsultsTheSwiftTrustPolicies() async throws {
+        let levels = trustLevels()
+        let serverTrust = RecordingTrust(levels.known)
+        let clientTrust = RecordingTrust(levels.trusted)
+        let server = try makeNode("alice", trust: serverTrust)
+        let client = try makeNode("bob", trust: clientTrust)
+        let p = try await connect(server, client)
+        XCTAssertEqual(serverTrust.asked.map(\.userId), ["bob"])
+        XCTAssertEqual(clientTrust.asked.map(\.userId), ["alice"])
+        XCTAssertEqual(serverTrust.asked.first?.publicKey, client.publicKey())
+        XCTAssertEqual(p.serverConn.trustLevel(), 30)
+        XCTAssertEqual(p.clientConn.trustLevel(), 50)
+        XCTAssertEqual(p.clientConn.remote().deviceName, "alice's test device")
+        XCTAssertEqual(p.clientConn.transportKind(), "websocket")
+        XCTAssertEqual(p.clientConn.role(), "initiator")
+        XCTAssertEqual(p.serverConn.role(), "responder")
+        XCTAssertEqual(p.clientConn.handshakeHash(), p.serverConn.handshakeHash())
+        await p.shutdown()
+    }
+
+    func testRpcBothWaysNotificationsAndEvents() async throws {
+        let server = try makeNode("alice")
+        let client = try makeNode("bob")
+        let events = Events()
+        server.setListener(listener: events)
+        server.expose(name: "reverse", handler: Handler { _, args in
+            try await Task.sleep(nanoseconds: 5_000_000)
+            return Data(args.reversed())
+        })
+        let p = try await connect(server, client)
+        let reply = try await p.clientConn.call(name: "reverse", args: Data([1, 2, 3]))
+        XCTAssertEqual(reply, Data([3, 2, 1]))
+
+        p.clientConn.expose(name: "whoami", handler: Handler { name, _ in Data("bob answers \(name)".utf8) })
+        let back = try await p.serverConn.call(name: "whoami", args: Data())
+        XCTAssertEqual(String(decoding: back, as: UTF8.self), "bob answers whoami")
+
+        let noted = Signal<String>()
+        server.expose(name: "note", handler: Handler { _, args in
+            noted.complete(String(decoding: args, as: UTF8.self))
+            return Data()
+        })
+        try await p.clientConn.notify(name: "note", args: Data("hello".utf8))
+        let note = try await noted.wait()
+        XCTAssertEqual(note, "hello")
+
+        try await withThrowingTaskGroup(of: (Int, Data).self) { group in
+            for i in 0..<50 {
+                group.addTask { (i, try await p.clientConn.call(name: "reverse", args: Data([UInt8(i), 0]))) }
+            }
+            for try await (i, r) in group { XCTAssertEqual(r, Data([0, UInt8(i)])) }
+        }
+
+        let rtt = try await p.clientConn.ping()
+        XCTAssertGreaterThanOrEqual(rtt, 0)
+        let serverSideId = p.serverConn.id()
+        try await waitUntil("the connected event") { events.connected.contains(serverSideId) }
+        await p.clientConn.close(reason: "done")
+        try await waitUntil("the closed event") { events.closed.contains { $0.0 == serverSideId } }
+        XCTAssertEqual(events.closed.first { $0.0 == serverSideId }?.1.code, "closed_by_peer")
+        await p.shutdown()
+    }
+
+    func testRemoteErrorNoHandlerAndTimeout() async throws {
+        let server = try makeNode("alice")
+        let client = try makeNode("bob")
+        server.expose(name: "deny", handler: Handler { _, _ in throw PeerlinkError.Handler(code: "denied", detail: "not you") })
+        server.expose(name: "slow", handler: Handler { _, _ in
+            try await Task.sleep(nanoseconds: 30_000_000_000)
+            return Data()
+        })
+        let p = try await connect(server, client)
+        do {
+            _ = try await p.clientConn.call(name: "deny", args: Data())
+            XCTFail("deny succeeded")
+        } catch PeerlinkError.Remote(let code, let detail, let remoteCode) {
+            XCTAssertEqual([code, detail, remoteCode], ["remote", "not you", "denied"])
+        }
+        do {
+            _ = try await p.clientConn.call(name: "nobody", args: Data())
+            XCTFail("nobody answered")
+        } catch PeerlinkError.NoHandler(let code, _) {
+            XCTAssertEqual(code, "no_handler")
+        }
+        do {
+            _ = try await p.clientConn.call(name: "slow", args: Data(), timeoutMs: 200)
+            XCTFail("slow answered")
+        } catch PeerlinkError.Timeout(let code, _) {
+            XCTAssertEqual(code, "timeout")
+        }
+        await p.shutdown()
+    }
+
+    func testUntrustedBothDirections() async throws {
+        let levels = trustLevels()
+        let cases: [(TrustPolicy?, TrustPolicy?, String)] = [
+            (RecordingTrust(levels.untrusted), nil, "rejected_by_peer"),
+            (nil, RecordingTrust(levels.malicious), "untrusted"),
+            (ThrowingTrust(), nil, "rejected_by_peer"),
+        ]
+        for (serverTrust, clientTrust, expected) in cases {
+            let server = try makeNode("alice", trust: serverTrust)
+            let client = try makeNode("bob", trust: clientTrust)
+            let listener = try await server.listen(addr: "127.0.0.1:0")
+            do {
+                _ = try await client.dial(url: listener.url())
+                XCTFail("dial succeeded")
+            } catch PeerlinkError.Untrusted(let code, _) {
+                XCTAssertEqual(code, expected)
+            }
+            XCTAssertTrue(server.connections().isEmpty)
+            XCTAssertTrue(client.connections().isEmpty)
+            await client.close()
+            await server.close()
+        }
+    }
+
+    func testClosedForCallsAfterACloseAndPendingCalls() async throws {
+        let server = try makeNode("alice")
+        let client = try makeNode("bob")
+        let started = Signal<Bool>()
+        server.expose(name: "hang", handler: Handler { _, _ in
+            started.complete(true)
+            try await Task.sleep(nanoseconds: 60_000_000_000)
+            return Data()
+        })
+        let p = try await connect(server, client)
+        let pending = Task { try await p.clientConn.call(name: "hang", args: Data()) }
+        _ = try await started.wait()
+        await p.serverConn.close(reason: "bye")
+        do {
+            _ = try await pending.value
+            XCTFail("pending call succeeded")
+        } catch PeerlinkError.Closed(_, _, let reason) {
+            XCTAssertEqual(reason, "closed_by_peer")
+        }
+        do {
+            _ = try await p.serverConn.call(name: "x", args: Data())
+            XCTFail("call after close succeeded")
+        } catch PeerlinkError.Closed(let code, _, let reason) {
+            XCTAssertEqual(code, "closed")
+            XCTAssertEqual(reason, "closed_locally")
+        }
+        XCTAssertFalse(p.serverConn.isOpen())
+        XCTAssertEqual(p.serverConn.closeReason()?.code, "closed_locally")
+        await server.close()
+        do {
+            _ = try await server.listen(addr: "127.0.0.1:0")
+            XCTFail("listen after shutdown succeeded")
+        } catch PeerlinkError.NodeClosed(let code, _) {
+            XCTAssertEqual(code, "node_closed")
+        }
+        await p.shutdown()
+    }
+
+    func testSixteenMebibytesOverAStreamAndAsOneRpc() async throws {
+        let server = try makeNode("alice")
+        let client = try makeNode("bob")
+        server.expose(name: "digest", handler: Handler { _, args in Data(sha256(args).utf8) })
+        let p = try await connect(server, client)
+        var generator = SystemRandomNumberGenerator()
+        let payload = Data((0..<(16 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+
+        let reader = Task { () throws -> Data in
+            guard let stream = await p.serverConn.acceptStream() else { throw XCTSkip("no stream") }
+            XCTAssertEqual(stream.name(), "blob")
+            var out = Data()
+            while let chunk = try await stream.recv() { out.append(chunk) }
+            return out
+        }
+        let stream = try await p.clientConn.openStream(name: "blob")
+        var offset = 0
+        while offset < payload.count {
+            let end = min(offset + (1 << 20), payload.count)
+            try await stream.send(data: payload.subdata(in: offset..<end))
+            offset = end
+        }
+        try await stream.finish()
+        let received = try await reader.value
+        XCTAssertEqual(received.count, payload.count)
+        XCTAssertEqual(sha256(received), sha256(payload))
+
+        let digest = try await p.clientConn.call(name: "digest", args: payload)
+        XCTAssertEqual(String(decoding: digest, as: UTF8.self), sha256(payload))
+        await p.shutdown()
+    }
+
+    func testCloseWithoutLeaks() async throws {
+        func cycle() async throws -> () -> Bool {
+            var handler: Handler? = Handler { _, args in args }
+            weak var weakHandler = handler
+            let server = try makeNode("alice", trust: RecordingTrust(0))
+            let client = try makeNode("bob")
+            server.expose(name: "echo", handler: handler!)
+            handler = nil
+            server.setListener(listener: Events())
+            let p = try await connect(server, client)
+            let echoed = try await p.clientConn.call(name: "echo", args: Data([9]))
+            XCTAssertEqual(echoed, Data([9]))
+            await server.close()
+            XCTAssertTrue(server.isClosed())
+            await p.shutdown()
+            return { weakHandler == nil }
+        }
+        func openFds() -> Int {
+            (try? FileManager.default.contentsOfDirectory(atPath: "/dev/fd").count) ?? -1
+        }
+        _ = try await cycle()
+        let baseline = openFds()
+        var released: [() -> Bool] = []
+        for _ in 0..<20 { released.append(try await cycle()) }
+        try await waitUntil("descriptors to return to \(baseline)") { openFds() <= baseline }
+        try await waitUntil("Swift handlers to be released by Rust") { released.allSatisfy { $0() } }
+    }
+}
