@@ -12,7 +12,7 @@ ROOT=$(pwd)
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_NET_RETRY=5
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz interop)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz kotlin swift_abi interop)
 
 step() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -89,6 +89,37 @@ suite_interop() {
   cargo build --release --locked -p peerlink --example webrtc_peer
   PL_PYTHON=$venv/bin/python timeout 330 tests/interop/netns.sh \
     node --test --test-reporter=spec tests/interop/interop.test.mjs </dev/null
+}
+
+# The uniffi library for Swift and Kotlin, built unstripped (the dev profile keeps the symbols
+# uniffi-bindgen reads), and a check that the committed generated bindings equal what the
+# current Rust code generates.
+ffi_build() {
+  cargo build --locked -p peerlink-ffi -p uniffi-bindgen
+  ffi/generate-bindings.sh --check target/debug/libpeerlink_ffi.so
+}
+
+# Kotlin bindings on the JVM: kotlinc from the npm package kotlin-compiler (committed lock),
+# JNA from Debian, Java 17; two nodes over loopback, trust policies, RPC both ways, typed
+# exceptions, 16 MiB, leak check; the JVM must exit by itself.
+suite_kotlin() {
+  have java || { echo "java (17+) is required"; return 1; }
+  have node || { echo "node is required"; return 1; }
+  if [ ! -f /usr/share/java/jna.jar ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjna-java
+  fi
+  [ -f /usr/share/java/jna.jar ] || { echo "JNA missing: apt-get install libjna-java"; return 1; }
+  ffi_build
+  npm_install bindings-kotlin/tools
+  bindings-kotlin/run-jvm-tests.sh target/debug
+}
+
+# The C ABI the generated Swift uses (no Swift toolchain here): a C program compiled against
+# the generated header and linked to the Linux library.
+suite_swift_abi() {
+  have cc || { echo "a C compiler is required"; return 1; }
+  ffi_build
+  bindings-swift/Tests/abi/run.sh target/debug
 }
 
 for s in "${SUITES[@]}"; do
