@@ -12,7 +12,7 @@ ROOT=$(pwd)
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_NET_RETRY=5
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz kotlin swift_abi interop)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz node kotlin swift_abi interop)
 
 step() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -71,6 +71,15 @@ suite_vectors() {
 suite_fuzz() {
   # Every fuzz target, run on stable as a bounded smoke run over seeded random inputs.
   cargo run --release --locked --manifest-path fuzz/Cargo.toml --bin fuzz-smoke -- --seconds "${FUZZ_SECONDS:-5}"
+}
+
+# The Node addon: @napi-rs/cli from the committed lock file, a release build for this platform,
+# then its node --test suite (two processes, exit on its own, ISocket conformance, 10,000
+# connections leak check, 64 MiB round trip).
+suite_node() {
+  have node || { echo "node is required"; return 1; }
+  npm_install bindings-node
+  (cd bindings-node && npx --no-install napi build --platform --release && node --test test/*.test.mjs)
 }
 
 # WebRTC interop against real stacks (Chromium via playwright-core, aiortc) inside a private

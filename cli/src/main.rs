@@ -1,6 +1,7 @@
 //! The `peerlink` command.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod codes;
 mod demo;
 mod identity_cmd;
 
@@ -23,6 +24,13 @@ enum Command {
     /// Create or inspect identities.
     #[command(subcommand)]
     Identity(identity_cmd::IdentityCommand),
+    /// Print an offer code (and QR code), read the answer code, connect, verify the peer.
+    Offer(codes::OfferArgs),
+    /// Answer an offer code (or link): print the answer code, connect, verify the peer.
+    Answer(codes::AnswerArgs),
+    /// Send a code as sound (WAV) or read one from a recording.
+    #[command(subcommand)]
+    Modem(codes::ModemCommand),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +38,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Identity(cmd) => identity_cmd::run(cmd),
+        Command::Offer(args) => codes::offer(args),
+        Command::Answer(args) => codes::answer(args),
+        Command::Modem(cmd) => codes::modem_cmd(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
