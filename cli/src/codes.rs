@@ -17,7 +17,6 @@ use peerlink::webrtc::{
 };
 use peerlink::{HandlerError, Identity, Node, NodeConfig, typed_handler};
 use peerlink_core::modem;
-use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -214,11 +213,11 @@ async fn run_offer(args: OfferArgs) -> Result<(), BoxError> {
         eprintln!("QR code ({:?}) written to {}", qr.version(), path.display());
     }
     eprintln!("paste the answer code (or link) and press enter:");
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = stdin_lines();
     let answer = loop {
-        let line = timeout(bound, lines.next_line())
+        let line = timeout(bound, lines.recv())
             .await
-            .map_err(|_| "timed out waiting for the answer code")??
+            .map_err(|_| "timed out waiting for the answer code")?
             .ok_or("stdin closed before an answer code arrived")?;
         if line.trim().is_empty() {
             continue;
@@ -234,6 +233,20 @@ async fn run_offer(args: OfferArgs) -> Result<(), BoxError> {
         .await
         .map_err(|_| "timed out connecting")??;
     finish(node, pinged, link, channel, events, bound).await
+}
+
+/// Lines typed or piped on stdin (read on a plain thread: the runtime has no stdin driver).
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 async fn run_answer(args: AnswerArgs) -> Result<(), BoxError> {
