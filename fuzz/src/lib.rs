@@ -173,3 +173,22 @@ pub fn handshake(data: &[u8]) {
         }
     }
 }
+
+/// Arbitrary compact offer/answer codes: a code that decodes re-encodes to the same bytes, its
+/// text form decodes to the same code, and its expanded description reads back as the code
+/// (less the session id, which travels in the code only).
+pub fn compact(data: &[u8]) {
+    use peerlink_core::compact::CompactSignal;
+    let _ = CompactSignal::from_text(&String::from_utf8_lossy(data));
+    let Ok(code) = CompactSignal::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(code.to_bytes().expect("a decoded code encodes"), data);
+    let text = code.to_text().expect("a decoded code has a text form");
+    assert_eq!(CompactSignal::from_text(&text).expect("text decodes"), code);
+    let sdp = code.to_sdp();
+    let back = CompactSignal::from_sdp(&sdp, code.kind).expect("an expanded code reads back");
+    assert_eq!(back.fingerprint, code.fingerprint);
+    assert_eq!(back.ice_pwd, code.ice_pwd);
+    assert_eq!(back.candidates.len(), code.candidates.len());
+}

@@ -168,6 +168,21 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             }
             vec![join(&[&first]), first]
         }
+        "compact" => {
+            let offer = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+                a=candidate:1 1 udp 2122260223 192.168.1.23 50123 typ host\r\n\
+                a=candidate:2 1 udp 1686052607 203.0.113.7 61001 typ srflx raddr 192.168.1.23 rport 50123\r\n\
+                a=candidate:3 1 udp 2122260223 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.local 9 typ host\r\n\
+                a=ice-ufrag:Zq3x\r\na=ice-pwd:hV5o9jP2fRk3N1mQ8sT0wYbC\r\n\
+                a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:A6:85\r\n\
+                a=setup:actpass\r\na=mid:0\r\na=max-message-size:65536\r\n";
+            let code = peerlink_core::compact::CompactSignal::from_sdp(
+                offer,
+                peerlink_core::compact::CodeKind::Offer,
+            )
+            .expect("seed offer reads");
+            vec![code.to_bytes().expect("seed encodes")]
+        }
         _ => Vec::new(),
     }
 }
@@ -232,12 +247,13 @@ fn main() {
     let seed: u64 = arg("--seed")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x2545_f491_4f6c_dd1d);
-    let targets: [Target; 5] = [
+    let targets: [Target; 6] = [
         ("wire_record", peerlink_fuzz::wire_record),
         ("wire_frames", peerlink_fuzz::wire_frames),
         ("envelope", peerlink_fuzz::envelope),
         ("device_info", peerlink_fuzz::device_info),
         ("handshake", peerlink_fuzz::handshake),
+        ("compact", peerlink_fuzz::compact),
     ];
     let budget = Duration::from_secs_f64(seconds / targets.len() as f64);
     let mut rng = Rng(seed | 1);
