@@ -212,6 +212,49 @@ pub struct WebRtcConfig {
     pub max_early_candidates: usize,
     /// Engine and socket tuning.
     pub tuning: Tuning,
+    /// ICE liveness timers (consent checks): when a silent path counts as disconnected or
+    /// failed.
+    pub ice_timeouts: IceTimeouts,
+    /// When the link restarts ICE by itself.
+    pub ice_restart: IceRestartPolicy,
+}
+
+/// ICE liveness timers; `None` keeps the engine's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IceTimeouts {
+    /// Silence after which the link reports [`Disconnected`](super::LinkState::Disconnected)
+    /// (engine default 5 s).
+    pub disconnected: Option<Duration>,
+    /// Silence after which the link reports [`Failed`](super::LinkState::Failed)
+    /// (engine default 25 s).
+    pub failed: Option<Duration>,
+    /// Interval of keep-alive checks on an idle selected pair (engine default 2 s).
+    pub keepalive: Option<Duration>,
+}
+
+/// Automatic ICE restart: the connection above (channels, SCTP association, DTLS session and
+/// the verified peerlink connection) survives; only the path is searched again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IceRestartPolicy {
+    /// Restart after the link has been `Disconnected` this long (at once on `Failed`).
+    /// `None`: never restart automatically; [`WebRtcLink::restart_ice`](super::WebRtcLink::restart_ice)
+    /// still works.
+    pub after_disconnected: Option<Duration>,
+    /// How long one restart may take to reconnect before the next attempt.
+    pub attempt_timeout: Duration,
+    /// Attempts per outage; after the last one the link stays down until the path comes back
+    /// by itself or the owner closes it.
+    pub max_attempts: u32,
+}
+
+impl Default for IceRestartPolicy {
+    fn default() -> Self {
+        Self {
+            after_disconnected: Some(Duration::from_secs(2)),
+            attempt_timeout: Duration::from_secs(10),
+            max_attempts: 3,
+        }
+    }
 }
 
 impl Default for WebRtcConfig {
@@ -225,6 +268,8 @@ impl Default for WebRtcConfig {
             connection_id: None,
             max_early_candidates: 64,
             tuning: Tuning::default(),
+            ice_timeouts: IceTimeouts::default(),
+            ice_restart: IceRestartPolicy::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The link engine: one peer connection, its negotiation, candidates, state and channels.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -10,11 +10,15 @@ use ::webrtc::peer_connection::{
     RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use super::channel::WebRtcChannel;
-use super::config::{ChannelOptions, IceServer, IceTransportPolicy, IceUrlKind, WebRtcConfig};
+use super::config::{
+    ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, IceUrlKind, WebRtcConfig,
+};
 use super::error::WebRtcError;
+use super::path::PathReport;
 use super::sdp;
 use super::signal::{IceCandidate, MAX_CANDIDATE_LEN, Signal};
 use super::socket::{TunedRuntime, effective_recv_buffer, window_for_buffer};
@@ -64,6 +68,12 @@ pub enum WebRtcEvent {
     Channel(WebRtcChannel),
     /// Local candidate gathering finished.
     GatheringComplete,
+    /// The link restarts ICE by itself ([`IceRestartPolicy`]); `attempt` counts from 1 within
+    /// one outage. On the answerer this means it asked the offerer for a restart.
+    IceRestarting {
+        /// Attempt number within the current outage.
+        attempt: u32,
+    },
 }
 
 /// The stream of [`WebRtcEvent`]s of one link. Ends after the link is closed and the events
@@ -206,6 +216,8 @@ struct Negotiation {
     local_sdp: Option<String>,
     remote_sdp: Option<String>,
     early_candidates: Vec<RTCIceCandidateInit>,
+    /// Offerer: when the ICE-restart offer that awaits its answer was sent.
+    restart_pending: Option<std::time::Instant>,
 }
 
 struct Inner {
@@ -224,6 +236,8 @@ struct Inner {
     skipped_ice_urls: Vec<SkippedIceUrl>,
     /// Count of channels that reached the open state on this side.
     opened: Arc<watch::Sender<u64>>,
+    /// ICE restarts this side started (offerer) or asked for (answerer).
+    ice_restarts: AtomicU32,
 }
 
 impl Drop for Inner {
@@ -367,6 +381,90 @@ fn check_candidate(line: &str) -> Result<(), WebRtcError> {
     Ok(())
 }
 
+/// Watches the link state and restarts ICE after a disconnection outlasts the grace period
+/// (at once after `Failed`). Holds the link weakly, so it never keeps it alive; every wait is
+/// bounded by the policy, and a closed link ends it.
+async fn auto_restart(
+    link: WeakWebRtcLink,
+    mut state: watch::Receiver<LinkState>,
+    policy: IceRestartPolicy,
+) {
+    let Some(mut grace) = policy.after_disconnected else {
+        return;
+    };
+    // The offerer leads restarts; the answerer asks only if the offerer has not acted within
+    // twice the grace, so both sides seeing the same outage do not restart twice.
+    if link
+        .upgrade()
+        .is_some_and(|l| l.inner.role == WebRtcRole::Answerer)
+    {
+        grace = grace.saturating_mul(2);
+    }
+    let down = |s: &LinkState| matches!(s, LinkState::Disconnected | LinkState::Failed);
+    loop {
+        let Ok(now) = state
+            .wait_for(|s| down(s) || *s == LinkState::Closed)
+            .await
+            .map(|s| *s)
+        else {
+            return;
+        };
+        if now == LinkState::Closed {
+            return;
+        }
+        if now == LinkState::Disconnected {
+            // The path often comes back by itself (a brief loss, a Wi-Fi roam).
+            let recovered = tokio::time::timeout(
+                grace,
+                state.wait_for(|s| matches!(s, LinkState::Connected | LinkState::Closed)),
+            )
+            .await;
+            if recovered.is_ok() {
+                continue;
+            }
+        }
+        let mut reconnected = false;
+        for attempt in 1..=policy.max_attempts {
+            let Some(link) = link.upgrade() else { return };
+            let _ = link
+                .inner
+                .events
+                .send(WebRtcEvent::IceRestarting { attempt });
+            if let Err(err) = link.restart_ice().await {
+                tracing::warn!(%err, attempt, "automatic ICE restart");
+            }
+            drop(link);
+            let outcome = tokio::time::timeout(
+                policy.attempt_timeout,
+                state.wait_for(|s| matches!(s, LinkState::Connected | LinkState::Closed)),
+            )
+            .await;
+            match outcome {
+                Ok(Ok(s)) if *s == LinkState::Connected => {
+                    reconnected = true;
+                    break;
+                }
+                Ok(_) => return,
+                Err(_) => {}
+            }
+        }
+        if !reconnected {
+            tracing::warn!(
+                attempts = policy.max_attempts,
+                "ICE restarts did not reconnect"
+            );
+            // Give up on this outage: wait for the path to return by itself or the close.
+            if state
+                .wait_for(|s| matches!(s, LinkState::Connected | LinkState::Closed))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
 impl WebRtcLink {
     /// Creates the peer connection and binds its sockets. Nothing is sent until
     /// [`WebRtcLink::start`] (offerer) or the first [`WebRtcLink::handle_signal`] (answerer).
@@ -386,18 +484,29 @@ impl WebRtcLink {
 
         let tuning = &config.tuning;
         // Host pairs (loopback, LAN) need not wait for candidates that cannot beat them.
-        let mut settings =
-            SettingEngineBuilder::new().with_host_acceptance_min_wait(Some(Duration::ZERO));
+        // An ICE restart binds fresh sockets and gathers (and trickles) fresh candidates: after
+        // a network change the old sockets may sit on an interface that is gone, and the engine
+        // does not signal candidates it keeps across a restart, so the peer would get none.
+        let mut settings = SettingEngineBuilder::new()
+            .with_host_acceptance_min_wait(Some(Duration::ZERO))
+            .with_discard_local_candidates_during_ice_restart(true);
         // Answer as the DTLS server (`setup:passive`), which makes this side the SCTP server:
         // the engine sends the SCTP INIT from the DTLS client only, while aiortc sends it from
         // the ICE-controlling side (the offerer) only, so with the usual `setup:active` answer
         // neither side of a peerlink <-> aiortc link would accept the other's INIT. Browsers
         // and libdatachannel accept either answer.
-        settings = settings.with_answering_dtls_role(
-            rtc::peer_connection::transport::RTCDtlsRole::Server,
-        );
+        settings =
+            settings.with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server);
         if let Some(interval) = tuning.ice_check_interval {
             settings = settings.with_ice_connection_attempts(Some(interval), None);
+        }
+        let timeouts = config.ice_timeouts;
+        if timeouts != Default::default() {
+            settings = settings.with_ice_timeouts(
+                timeouts.disconnected,
+                timeouts.failed,
+                timeouts.keepalive,
+            );
         }
         let window = match (tuning.sctp_receive_window, tuning.window_from_socket) {
             (Some(window), _) => Some(window),
@@ -465,8 +574,20 @@ impl WebRtcLink {
                 closed: AtomicBool::new(false),
                 skipped_ice_urls,
                 opened,
+                ice_restarts: AtomicU32::new(0),
             }),
         };
+        let policy = link.inner.config.ice_restart;
+        if policy.after_disconnected.is_some() && policy.max_attempts > 0 {
+            let watcher = tokio::spawn(auto_restart(
+                link.downgrade(),
+                link.inner.state.clone(),
+                policy,
+            ));
+            if let Ok(mut pumps) = link.inner.pumps.lock() {
+                pumps.push(watcher.abort_handle());
+            }
+        }
         let events = WebRtcEvents {
             rx: events_rx,
             state: link.inner.state.clone(),
@@ -712,6 +833,20 @@ impl WebRtcLink {
                 sdp, ice_restart, ..
             } => self.handle_offer(sdp, ice_restart).await,
             Signal::Answer { sdp, .. } => self.handle_answer(sdp).await,
+            Signal::Renegotiate { ice_restart, .. } => {
+                if self.inner.role != WebRtcRole::Offerer {
+                    return Err(WebRtcError::UnexpectedSignal {
+                        signal: "renegotiate",
+                        reason: "only the offerer negotiates",
+                    });
+                }
+                // A data-only link has nothing to renegotiate but its ICE session.
+                if ice_restart {
+                    self.restart_ice().await
+                } else {
+                    Ok(())
+                }
+            }
             Signal::Candidate { candidate, .. } => self.add_remote_candidate(candidate).await,
         }
     }
@@ -789,11 +924,21 @@ impl WebRtcLink {
                 reason: "no offer was made",
             });
         }
-        if negotiation.remote_sdp.is_some() {
-            return Err(WebRtcError::UnexpectedSignal {
-                signal: "answer",
-                reason: "the answer was already applied",
-            });
+        if let Some(previous) = &negotiation.remote_sdp {
+            if negotiation.restart_pending.is_none() {
+                return Err(WebRtcError::UnexpectedSignal {
+                    signal: "answer",
+                    reason: "the answer was already applied",
+                });
+            }
+            if sdp::sha256_fingerprint(previous, "remote")?
+                != sdp::sha256_fingerprint(&sdp_text, "remote")?
+            {
+                return Err(WebRtcError::UnexpectedSignal {
+                    signal: "answer",
+                    reason: "an ICE restart may not change the DTLS certificate",
+                });
+            }
         }
         let desc = RTCSessionDescription::answer(sdp_text.clone())
             .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
@@ -804,8 +949,78 @@ impl WebRtcLink {
             .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
         self.set_remote_max(max);
         negotiation.remote_sdp = Some(sdp_text);
+        negotiation.restart_pending = None;
         self.flush_early_candidates(&mut negotiation).await;
         Ok(())
+    }
+
+    /// Restarts ICE: new ICE credentials, candidates gathered again, connectivity checks on
+    /// every new pair — while the DTLS session, the SCTP association, the channels and
+    /// whatever runs over them stay as they are. Messages sent meanwhile wait in SCTP and are
+    /// retransmitted once a path works again.
+    ///
+    /// On the offerer this emits an offer with `iceRestart: true`; on the answerer it emits a
+    /// `renegotiate` signal with `iceRestart: true` asking the offerer to do so (roles stay
+    /// fixed, so two restart offers can never cross). One restart at a time: while a restart
+    /// offer awaits its answer, further requests (from either side) are ignored, until
+    /// [`IceRestartPolicy::attempt_timeout`] has passed and the offer is presumed lost on the
+    /// signaling path; then a fresh offer replaces it.
+    pub async fn restart_ice(&self) -> Result<(), WebRtcError> {
+        self.ensure_open()?;
+        if self.inner.role == WebRtcRole::Answerer {
+            self.inner.ice_restarts.fetch_add(1, Ordering::Relaxed);
+            let _ = self
+                .inner
+                .events
+                .send(WebRtcEvent::Signal(Signal::Renegotiate {
+                    renegotiate: true,
+                    ice_restart: true,
+                    connection_id: self.inner.config.connection_id.clone(),
+                }));
+            return Ok(());
+        }
+        let mut negotiation = self.inner.negotiation.lock().await;
+        if negotiation.remote_sdp.is_none() {
+            return Err(WebRtcError::UnexpectedSignal {
+                signal: "offer",
+                reason: "ICE restart before the first negotiation completed",
+            });
+        }
+        if let Some(since) = negotiation.restart_pending {
+            if since.elapsed() < self.inner.config.ice_restart.attempt_timeout {
+                return Ok(());
+            }
+        }
+        let offer = self
+            .inner
+            .pc
+            .create_offer(Some(RTCOfferOptions { ice_restart: true }))
+            .await
+            .map_err(WebRtcError::engine)?;
+        negotiation.restart_pending = Some(std::time::Instant::now());
+        self.inner.ice_restarts.fetch_add(1, Ordering::Relaxed);
+        let connection_id = self.inner.config.connection_id.clone();
+        self.apply_local(offer, &mut negotiation, |sdp| Signal::Offer {
+            sdp,
+            connection_id,
+            ice_restart: true,
+        })
+        .await
+    }
+
+    /// ICE restarts this side started (offerer) or asked for (answerer), on request or
+    /// automatically.
+    pub fn ice_restarts(&self) -> u32 {
+        self.inner.ice_restarts.load(Ordering::Relaxed)
+    }
+
+    /// The path in use: the selected candidate pair (types, protocol, addresses), its
+    /// round-trip time and byte counters. `None` before ICE selected a pair and after close.
+    pub async fn path(&self) -> Option<PathReport> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        super::path::report(&*self.inner.pc, self.ice_restarts()).await
     }
 
     fn set_remote_max(&self, max: usize) {

@@ -12,18 +12,23 @@ pub mod compact;
 mod config;
 mod error;
 mod link;
+mod path;
 mod sdp;
 mod signal;
 mod socket;
 mod transport;
 
 pub use channel::{ChannelReceiver, ChannelSender, ChannelState, WebRtcChannel};
-pub use config::{ChannelOptions, IceServer, IceTransportPolicy, IceUrlKind, Tuning, WebRtcConfig};
+pub use config::{
+    ChannelOptions, IceRestartPolicy, IceServer, IceTimeouts, IceTransportPolicy, IceUrlKind,
+    Tuning, WebRtcConfig,
+};
 pub use error::WebRtcError;
 pub use link::{
     ENGINE_MAX_MESSAGE_SIZE, Fingerprints, LinkState, SkippedIceUrl, WebRtcEvent, WebRtcEvents,
     WebRtcLink, WebRtcRole,
 };
+pub use path::{PathCandidate, PathReport};
 pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
 pub use signal::{IceCandidate, MAX_CANDIDATE_LEN, MAX_SIGNAL_LEN, Signal};
 pub use transport::WebRtcTransport;

@@ -4,6 +4,7 @@
 //! {"type":"offer","sdp":"v=0…","connectionId":"c1","iceRestart":false}
 //! {"type":"answer","sdp":"v=0…","connectionId":"c1"}
 //! {"type":"candidate","candidate":{"candidate":"candidate:1 1 udp …","sdpMLineIndex":0,"sdpMid":"0"},"connectionId":"c1"}
+//! {"type":"renegotiate","renegotiate":true,"iceRestart":true,"connectionId":"c1"}
 //! ```
 //!
 //! `connectionId` and `iceRestart` are ours and optional; simple-peer ignores them and we
@@ -43,6 +44,24 @@ pub enum Signal {
     Answer {
         /// The SDP text.
         sdp: String,
+        /// Which link this belongs to.
+        #[serde(
+            rename = "connectionId",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        connection_id: Option<String>,
+    },
+    /// The answerer asks the offerer to negotiate again (simple-peer's
+    /// `{type:'renegotiate', renegotiate:true}`); with `iceRestart`, the offerer answers with
+    /// an ICE-restart offer. Roles stay fixed, so only the offerer ever offers.
+    Renegotiate {
+        /// Always true (simple-peer's field).
+        #[serde(default)]
+        renegotiate: bool,
+        /// Ask for an ICE restart.
+        #[serde(rename = "iceRestart", default, skip_serializing_if = "is_false")]
+        ice_restart: bool,
         /// Which link this belongs to.
         #[serde(
             rename = "connectionId",
@@ -108,11 +127,12 @@ impl Signal {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The `type` field: `"offer"`, `"answer"` or `"candidate"`.
+    /// The `type` field: `"offer"`, `"answer"`, `"renegotiate"` or `"candidate"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Offer { .. } => "offer",
             Self::Answer { .. } => "answer",
+            Self::Renegotiate { .. } => "renegotiate",
             Self::Candidate { .. } => "candidate",
         }
     }
@@ -122,6 +142,7 @@ impl Signal {
         match self {
             Self::Offer { connection_id, .. }
             | Self::Answer { connection_id, .. }
+            | Self::Renegotiate { connection_id, .. }
             | Self::Candidate { connection_id, .. } => connection_id.as_deref(),
         }
     }
