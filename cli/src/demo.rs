@@ -5,6 +5,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use peerlink::webrtc::{
+    ChannelOptions, WebRtcChannel, WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcLink, WebRtcRole,
+    WebRtcTransport,
+};
 use peerlink::{
     Connection, DeviceInfo, HandlerError, Identity, LinkBinding, Node, NodeConfig, Role,
     TrustLevel, transport::memory, trust_fn, typed_handler,
@@ -12,6 +16,7 @@ use peerlink::{
 use rand::RngCore as _;
 use serde_json::json;
 use sha2::Digest as _;
+use tokio::sync::mpsc;
 
 /// How the two demo peers are linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -20,6 +25,8 @@ pub(crate) enum DemoTransport {
     Websocket,
     /// In-process channel (no sockets): shows the cost of the protocol alone.
     Memory,
+    /// WebRTC data channel on 127.0.0.1, signals passed in process.
+    Webrtc,
 }
 
 impl DemoTransport {
@@ -27,6 +34,7 @@ impl DemoTransport {
         match self {
             Self::Websocket => "websocket",
             Self::Memory => "memory",
+            Self::Webrtc => "webrtc",
         }
     }
 }
@@ -101,6 +109,8 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let started = Instant::now();
+    let mut link = None;
+    let mut link_time = None;
     let (to_bob, to_alice) = match args.transport {
         DemoTransport::Websocket => {
             let listener = bob.listen("127.0.0.1:0").await?;
@@ -124,9 +134,16 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             )?;
             (to_bob, to_alice)
         }
+        DemoTransport::Webrtc => {
+            let pair = webrtc_pair(&alice, &bob).await?;
+            link = Some(pair.link);
+            link_time = Some(pair.link_time);
+            (pair.to_bob, pair.to_alice)
+        }
     };
     let connect_total = started.elapsed();
     let timings = to_bob.timings();
+    let link_ms = ms(link_time.unwrap_or(timings.connect));
 
     // Verified: each side holds the other's device info, checked against the key the other
     // node really owns.
@@ -136,7 +153,7 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "  connected       in {:.2} ms (link {:.2} ms, handshake {:.2} ms)\n",
             ms(connect_total),
-            ms(timings.connect),
+            link_ms,
             ms(timings.handshake)
         );
         println!("  alice verified  {}", describe(to_bob.remote()));
@@ -162,6 +179,10 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         transfer(&to_bob, &to_alice, args.bytes, text).await?;
     let hashes_match = sent_hash == received_hash && received == args.bytes;
     let throughput = args.bytes as f64 / transfer_time.as_secs_f64() / 1e6;
+    let path = match &link {
+        Some(link) => link.path().await,
+        None => None,
+    };
 
     if text {
         println!(
@@ -171,16 +192,27 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             throughput,
             if hashes_match { "matches" } else { "DIFFERS" }
         );
+        if let Some(path) = &path {
+            println!(
+                "  path            {} <-> {}, rtt {}, sent {} B, received {} B",
+                path.local,
+                path.remote,
+                path.rtt_ms
+                    .map_or_else(|| "-".to_owned(), |rtt| format!("{rtt:.3} ms")),
+                path.bytes_sent,
+                path.bytes_received
+            );
+        }
         println!(
             "\n  verified identities: {}, data intact: {}",
             if verified { "yes" } else { "NO" },
             if hashes_match { "yes" } else { "NO" }
         );
     } else {
-        let out = json!({
+        let mut out = json!({
             "transport": args.transport.name(),
             "connect_ms": ms(connect_total),
-            "link_ms": ms(timings.connect),
+            "link_ms": link_ms,
             "handshake_ms": ms(timings.handshake),
             "verified": verified,
             "alice": { "publicKey": alice.public_key().to_base64(), "sees": to_bob.remote().device_id, "trustLevel": to_bob.trust_level().0 },
@@ -192,12 +224,18 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             "transfer_ms": ms(transfer_time),
             "throughput_mb_s": (throughput * 10.0).round() / 10.0,
         });
+        if let (Some(path), Some(map)) = (&path, out.as_object_mut()) {
+            map.insert("path".to_owned(), serde_json::to_value(path)?);
+        }
         println!("{out}");
     }
 
     to_bob.close("demo finished").await;
     alice.close().await;
     bob.close().await;
+    if let Some(link) = link {
+        link.close().await;
+    }
     if !(verified && hashes_match) {
         return Err("the demo did not verify both identities and the data".into());
     }
@@ -260,4 +298,89 @@ async fn transfer(
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     Ok((sent_hash, received, received_hash, elapsed))
+}
+
+/// Two verified connections over one WebRTC link, and the link for its path report.
+struct WebRtcPair {
+    to_bob: Connection,
+    to_alice: Connection,
+    link: WebRtcLink,
+    /// Offer created → channel open on both sides.
+    link_time: Duration,
+}
+
+/// Longest wait for the link to open (loopback needs ~10 ms).
+const WEBRTC_OPEN: Duration = Duration::from_secs(15);
+
+/// Delivers one link's signals, as JSON over an in-process channel, to the other link — the
+/// part a signaling server plays between two devices.
+fn signal_path(
+    mut events: WebRtcEvents,
+    to: &WebRtcLink,
+    channels: Option<mpsc::Sender<WebRtcChannel>>,
+) {
+    let (json_tx, mut json_rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                WebRtcEvent::Signal(signal) => {
+                    if json_tx.send(signal.to_json()).is_err() {
+                        return;
+                    }
+                }
+                WebRtcEvent::Channel(channel) => {
+                    if let Some(channels) = &channels {
+                        let _ = channels.send(channel).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    // Weak: the signal path must not keep a closed link alive.
+    let to = to.downgrade();
+    tokio::spawn(async move {
+        while let Some(json) = json_rx.recv().await {
+            let Some(to) = to.upgrade() else { return };
+            if let Err(err) = to.handle_signal_json(&json).await {
+                tracing::debug!(%err, "signal refused");
+            }
+        }
+    });
+}
+
+async fn webrtc_pair(alice: &Node, bob: &Node) -> Result<WebRtcPair, Box<dyn std::error::Error>> {
+    let config = WebRtcConfig::loopback();
+    let (offerer, offerer_events) = WebRtcLink::new(config.clone(), WebRtcRole::Offerer).await?;
+    let (answerer, answerer_events) = WebRtcLink::new(config, WebRtcRole::Answerer).await?;
+    let channel = offerer
+        .create_channel("peerlink", ChannelOptions::default())
+        .await?;
+    let (remote_tx, mut remote_rx) = mpsc::channel(1);
+    signal_path(offerer_events, &answerer, None);
+    signal_path(answerer_events, &offerer, Some(remote_tx));
+    let started = Instant::now();
+    offerer.start().await?;
+    tokio::time::timeout(WEBRTC_OPEN, channel.opened())
+        .await
+        .map_err(|_| "the WebRTC channel did not open in time")??;
+    let remote = tokio::time::timeout(WEBRTC_OPEN, remote_rx.recv())
+        .await
+        .map_err(|_| "the answerer saw no channel in time")?
+        .ok_or("the answerer closed")?;
+    let link_time = started.elapsed();
+    let a = WebRtcTransport::new(offerer.clone(), channel);
+    let b = WebRtcTransport::new(answerer, remote);
+    let (a_binding, b_binding) = (a.binding().await?, b.binding().await?);
+    let (a_role, b_role) = (a.handshake_role(), b.handshake_role());
+    let (to_bob, to_alice) = tokio::try_join!(
+        alice.connect(Box::new(a), a_role, a_binding),
+        bob.connect(Box::new(b), b_role, b_binding),
+    )?;
+    Ok(WebRtcPair {
+        to_bob,
+        to_alice,
+        link: offerer,
+        link_time,
+    })
 }
