@@ -24,6 +24,7 @@
 mod connection;
 mod error;
 mod handler;
+pub mod manager;
 mod node;
 pub mod runtime;
 pub mod signaling;
