@@ -336,7 +336,17 @@ fn encode_into(
             "value nested deeper than {MAX_DEPTH} levels (or cyclic)"
         )));
     }
-    match type_of(env, value)? {
+    encode_typed(env, value, type_of(env, value)?, out, depth)
+}
+
+fn encode_typed(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    kind: sys::napi_valuetype,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), ValueError> {
+    match kind {
         sys::ValueType::napi_undefined | sys::ValueType::napi_null => out.push(0xc0),
         sys::ValueType::napi_boolean => {
             let mut b = false;
@@ -389,9 +399,6 @@ fn encode_object(
     out: &mut Vec<u8>,
     depth: usize,
 ) -> Result<(), ValueError> {
-    if let Some(bytes) = byte_view(env, value)? {
-        return write_bin(out, bytes);
-    }
     if is(env, value, sys::napi_is_array) {
         let mut len = 0u32;
         check(
@@ -408,6 +415,9 @@ fn encode_object(
             encode_into(env, item, out, depth + 1)?;
         }
         return Ok(());
+    }
+    if let Some(bytes) = byte_view(env, value)? {
+        return write_bin(out, bytes);
     }
     if is(env, value, sys::napi_is_date) {
         let mut ms = 0f64;
@@ -452,13 +462,18 @@ fn encode_object(
             sys::ValueType::napi_undefined
             | sys::ValueType::napi_function
             | sys::ValueType::napi_symbol => {}
-            _ => entries.push((key, item)),
+            kind => entries.push((key, item, kind)),
         }
     }
     write_map_header(out, entries.len())?;
-    for (key, item) in entries {
+    for (key, item, kind) in entries {
         string_into(env, key, out)?;
-        encode_into(env, item, out, depth + 1)?;
+        if depth + 1 > MAX_DEPTH {
+            return Err(err(format!(
+                "value nested deeper than {MAX_DEPTH} levels (or cyclic)"
+            )));
+        }
+        encode_typed(env, item, kind, out, depth + 1)?;
     }
     Ok(())
 }
@@ -664,8 +679,21 @@ fn validate_item(r: &mut Reader<'_>, depth: usize) -> Result<(), ValueError> {
 /// Builds the JS value of MessagePack `bytes` (call [`validate`] first on untrusted input).
 pub(crate) fn to_js(env: sys::napi_env, bytes: &[u8]) -> Result<sys::napi_value, ValueError> {
     let mut r = Reader { bytes, pos: 0 };
-    build(env, &mut r, 0)
+    let mut keys = KeyCache::default();
+    build(env, &mut r, 0, &mut keys)
 }
+
+/// Property-name strings already created in this conversion: records repeat their keys, and
+/// creating a JS string per key dominates decoding otherwise.
+#[derive(Default)]
+struct KeyCache<'a> {
+    names: std::collections::HashMap<&'a [u8], sys::napi_value>,
+}
+
+/// Keys longer than this are not cached (they rarely repeat).
+const CACHED_KEY_LEN: usize = 64;
+/// Distinct keys cached per conversion.
+const CACHED_KEYS: usize = 4096;
 
 /// A JS `Buffer` holding a copy of `bytes`.
 pub(crate) fn buffer(env: sys::napi_env, bytes: &[u8]) -> Result<sys::napi_value, ValueError> {
@@ -727,10 +755,11 @@ fn number(env: sys::napi_env, v: f64) -> Result<sys::napi_value, ValueError> {
     Ok(value)
 }
 
-fn build(
+fn build<'a>(
     env: sys::napi_env,
-    r: &mut Reader<'_>,
+    r: &mut Reader<'a>,
     depth: usize,
+    keys: &mut KeyCache<'a>,
 ) -> Result<sys::napi_value, ValueError> {
     if depth > MAX_DEPTH {
         return Err(err("MessagePack nested too deeply"));
@@ -773,7 +802,7 @@ fn build(
                 "array",
             )?;
             for i in 0..n {
-                let item = build(env, r, depth + 1)?;
+                let item = build(env, r, depth + 1, keys)?;
                 check(
                     unsafe { sys::napi_set_element(env, value, i as u32, item) },
                     "array element",
@@ -789,18 +818,41 @@ fn build(
                 "object",
             )?;
             for _ in 0..n {
-                let key = match read_item(r)? {
-                    Item::Str(s) => std::str::from_utf8(s)
-                        .map_err(|_| err("map key is not UTF-8"))?
-                        .to_owned(),
-                    Item::Int(v) => v.to_string(),
-                    Item::Uint(v) => v.to_string(),
-                    Item::Bool(b) => b.to_string(),
-                    Item::Nil => "null".to_owned(),
-                    _ => return Err(err("map keys must be strings or numbers")),
-                };
-                let item = build(env, r, depth + 1)?;
-                set_own(env, value, &key, item)?;
+                let key = read_item(r)?;
+                let item = build(env, r, depth + 1, keys)?;
+                match key {
+                    Item::Str(s) if s.len() <= CACHED_KEY_LEN && s != b"__proto__" => {
+                        let name = match keys.names.get(s) {
+                            Some(&name) => name,
+                            None => {
+                                let text = std::str::from_utf8(s)
+                                    .map_err(|_| err("map key is not UTF-8"))?;
+                                let name = string(env, text)?;
+                                if keys.names.len() < CACHED_KEYS {
+                                    keys.names.insert(s, name);
+                                }
+                                name
+                            }
+                        };
+                        check(
+                            unsafe { sys::napi_set_property(env, value, name, item) },
+                            "set property",
+                        )?;
+                    }
+                    other => {
+                        let key = match other {
+                            Item::Str(s) => std::str::from_utf8(s)
+                                .map_err(|_| err("map key is not UTF-8"))?
+                                .to_owned(),
+                            Item::Int(v) => v.to_string(),
+                            Item::Uint(v) => v.to_string(),
+                            Item::Bool(b) => b.to_string(),
+                            Item::Nil => "null".to_owned(),
+                            _ => return Err(err("map keys must be strings or numbers")),
+                        };
+                        set_own(env, value, &key, item)?;
+                    }
+                }
             }
         }
     }
