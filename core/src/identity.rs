@@ -404,10 +404,16 @@ impl DeviceInfo {
     pub fn validate(&self) -> Result<(), IdentityError> {
         fn id(field: &'static str, value: &str) -> Result<(), IdentityError> {
             if value.is_empty() {
-                return Err(IdentityError::InvalidField { field, reason: "must not be empty" });
+                return Err(IdentityError::InvalidField {
+                    field,
+                    reason: "must not be empty",
+                });
             }
             if value.len() > MAX_ID_BYTES {
-                return Err(IdentityError::InvalidField { field, reason: "longer than 256 bytes" });
+                return Err(IdentityError::InvalidField {
+                    field,
+                    reason: "longer than 256 bytes",
+                });
             }
             Ok(())
         }
@@ -537,7 +543,11 @@ mod tests {
         );
         assert!(matches!(
             Identity::from_secret_key(&bytes[..10]).unwrap_err(),
-            IdentityError::Length { expected: 64, actual: 10, .. }
+            IdentityError::Length {
+                expected: 64,
+                actual: 10,
+                ..
+            }
         ));
         assert!(matches!(
             Identity::from_secret_key_base64("not base64!").unwrap_err(),
@@ -591,7 +601,10 @@ mod tests {
         info.user_name = Some("é".repeat(129));
         assert!(matches!(
             info.sign(&id).unwrap_err(),
-            IdentityError::InvalidField { field: "userName", .. }
+            IdentityError::InvalidField {
+                field: "userName",
+                ..
+            }
         ));
     }
 }

@@ -18,13 +18,22 @@ fn encode_prefix(envelope: &Envelope) -> Result<Vec<u8>, WireError> {
     Ok(prefix)
 }
 
+/// Encodes, refusing messages whose plain (decompressed) size exceeds `max_size` — the limit
+/// the receiver decodes with — before spending any time compressing them.
 pub(crate) fn encode(
     envelope: &Envelope,
     body: &[u8],
     config: &CompressionConfig,
+    max_size: usize,
 ) -> Result<EncodedMessage, WireError> {
     let prefix = encode_prefix(envelope)?;
     let total = prefix.len() + body.len();
+    if total > max_size {
+        return Err(WireError::TooLarge {
+            size: total as u64,
+            limit: max_size as u64,
+        });
+    }
     if should_try(config, total, body) {
         // Kept only when strictly smaller than the plain encoding.
         if let Some(deflated) = deflate_parts(&[&prefix, body], config.level, total - 1) {

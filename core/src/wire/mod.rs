@@ -222,7 +222,20 @@ pub fn encode_message(
     body: &[u8],
     config: &CompressionConfig,
 ) -> Result<EncodedMessage, WireError> {
-    envelope::encode(envelope, body, config)
+    envelope::encode(envelope, body, config, usize::MAX)
+}
+
+/// Like [`encode_message`], but fails with `TooLarge` when the plain message (before
+/// compression) exceeds `max_size`. Use the receiver's `max_message_size`: the receiver bounds
+/// the *decompressed* size, so a compressible message that only fits after compression would
+/// otherwise be sent and then kill the link at the far end.
+pub fn encode_message_within(
+    envelope: &Envelope,
+    body: &[u8],
+    config: &CompressionConfig,
+    max_size: usize,
+) -> Result<EncodedMessage, WireError> {
+    envelope::encode(envelope, body, config, max_size)
 }
 
 /// Decodes a reassembled message into envelope and body, decompressing within `max_size`.

@@ -134,7 +134,8 @@ impl Shared {
         body: &[u8],
     ) -> Result<EncodedMessage, RpcError> {
         let encoded =
-            wire::encode_message(envelope, body, &self.compression).map_err(|e| match e {
+            wire::encode_message_within(envelope, body, &self.compression, self.max_message_size)
+                .map_err(|e| match e {
                 peerlink_core::WireError::TooLarge { .. } => RpcError::TooLarge,
                 other => RpcError::Encode(other.to_string()),
             })?;
