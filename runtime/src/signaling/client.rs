@@ -85,6 +85,11 @@ pub struct SignalingEvents {
 }
 
 impl SignalingEvents {
+    /// Events fed by another router (the WebRTC dialer hands on what it does not consume).
+    pub(crate) fn from_receiver(rx: mpsc::Receiver<SignalingEvent>) -> Self {
+        Self { rx }
+    }
+
     /// The next event, or `None` once the client is closed.
     pub async fn next(&mut self) -> Option<SignalingEvent> {
         self.rx.recv().await

@@ -23,9 +23,15 @@
 //! ```
 
 pub(crate) mod client;
+mod hybrid;
+mod webrtc;
 pub(crate) mod wire;
 
 pub use client::{SignalingClient, SignalingEvents};
+pub use hybrid::{HybridAcceptor, HybridConfig, HybridConnection};
+pub use webrtc::{
+    CONNECTION_ID_PREFIX, DialError, DialerConfig, Incoming, IncomingLinks, WebRtcDialer,
+};
 
 use std::time::Duration;
 

@@ -1,0 +1,334 @@
+//! Hybrid connections: usable at once over the server relay, moved to WebRTC when a direct
+//! link opens, back on the relay when WebRTC fails.
+//!
+//! A peerlink [`Connection`] is bound by its handshake to one link, so the path switch lives
+//! one level up: a [`HybridConnection`] holds a verified connection per path (the relay one,
+//! and the WebRTC one while it is up) and sends each new call on the best open path. A call
+//! runs on exactly one connection from start to end, so calls in flight when the path changes
+//! finish on the connection they started on, exactly once; nothing is retried behind the
+//! caller's back (a handler may have side effects). Calls in flight on a WebRTC link that dies
+//! fail with the connection's error; the next call goes over the relay.
+//!
+//! The relay connection is kept, idle, while WebRTC carries the traffic rather than drained
+//! and closed: it costs one link id on the server and no traffic beyond keep-alives, and
+//! falling back to it needs no new handshake. Both paths carry the same verified identity; the
+//! WebRTC connection is accepted only if it proves the same public key as the relay one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::webrtc::{DialError, Incoming, IncomingLinks, WebRtcDialer};
+use crate::{Connection, DeviceInfo, Node, Role, RpcError, TransportKind};
+
+/// Settings of the dialling side of a hybrid connection.
+#[derive(Debug, Clone, Copy)]
+pub struct HybridConfig {
+    /// Wait between failed WebRTC attempts, and after a WebRTC link dies before trying again.
+    pub retry_delay: Duration,
+    /// WebRTC attempts before staying on the relay for good (0: never try).
+    pub max_webrtc_attempts: u32,
+}
+
+impl Default for HybridConfig {
+    fn default() -> Self {
+        Self {
+            retry_delay: Duration::from_secs(5),
+            max_webrtc_attempts: 3,
+        }
+    }
+}
+
+struct Inner {
+    relay: Option<Connection>,
+    /// The connection the hybrid was made with (the relay one, or a WebRTC one when the peer
+    /// dialled WebRTC alone); used when nothing better is open, so callers see its error.
+    first: Connection,
+    webrtc: watch::Sender<Option<Connection>>,
+    closed: watch::Sender<bool>,
+}
+
+/// One verified peer reachable over the relay and, when possible, WebRTC. Cheap to clone.
+#[derive(Clone)]
+pub struct HybridConnection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HybridConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridConnection")
+            .field("path", &self.path())
+            .field("peer", &self.remote().device_id)
+            .finish()
+    }
+}
+
+impl HybridConnection {
+    fn from_relay(relay: Connection) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                relay: Some(relay.clone()),
+                first: relay,
+                webrtc: watch::channel(None).0,
+                closed: watch::channel(false).0,
+            }),
+        }
+    }
+
+    fn from_webrtc(webrtc: Connection) -> Self {
+        let hybrid = Self {
+            inner: Arc::new(Inner {
+                relay: None,
+                first: webrtc.clone(),
+                webrtc: watch::channel(None).0,
+                closed: watch::channel(false).0,
+            }),
+        };
+        hybrid.attach_webrtc(webrtc);
+        hybrid
+    }
+
+    /// Dials `to`: connects over the relay and returns at once; a background task then opens
+    /// WebRTC through `dialer` and moves new calls to it once it is verified.
+    pub async fn dial(
+        dialer: &WebRtcDialer,
+        node: &Node,
+        to: &str,
+        config: HybridConfig,
+    ) -> Result<HybridConnection, DialError> {
+        let link = dialer.client().open_relay(to).await?;
+        let binding = link.binding();
+        let relay = node
+            .connect(Box::new(link), Role::Initiator, binding)
+            .await?;
+        if relay.remote().device_id != to {
+            relay.close("identity mismatch").await;
+            return Err(DialError::IdentityMismatch(format!(
+                "server says {to}, handshake says {}",
+                relay.remote().device_id
+            )));
+        }
+        let hybrid = HybridConnection::from_relay(relay.clone());
+        tokio::spawn(upgrade(
+            Arc::downgrade(&hybrid.inner),
+            dialer.clone(),
+            node.clone(),
+            to.to_owned(),
+            relay,
+            config,
+        ));
+        Ok(hybrid)
+    }
+
+    /// Uses `connection` for new calls while it is open (if it proves the same key).
+    fn attach_webrtc(&self, connection: Connection) {
+        if let Some(relay) = &self.inner.relay
+            && relay.remote().public_key != connection.remote().public_key
+        {
+            tracing::warn!("WebRTC connection proved a different key; not used");
+            return;
+        }
+        let id = connection.id();
+        self.inner.webrtc.send_replace(Some(connection.clone()));
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            connection.closed().await;
+            if let Some(inner) = weak.upgrade() {
+                inner.webrtc.send_if_modified(|c| match c {
+                    Some(current) if current.id() == id => {
+                        *c = None;
+                        true
+                    }
+                    _ => false,
+                });
+            }
+        });
+    }
+
+    /// The connection new calls go to: WebRTC while it is open, else the relay.
+    pub fn current(&self) -> Connection {
+        let webrtc = self.inner.webrtc.borrow().clone();
+        match webrtc {
+            Some(w) if w.is_open() => w,
+            _ => self.inner.first.clone(),
+        }
+    }
+
+    /// The path new calls take now.
+    pub fn path(&self) -> TransportKind {
+        self.current().transport_kind()
+    }
+
+    /// Waits (at most `timeout`) until new calls take `kind`; returns whether they do.
+    pub async fn wait_for_path(&self, kind: TransportKind, timeout: Duration) -> bool {
+        let mut rx = self.inner.webrtc.subscribe();
+        let wait = async {
+            // Bounded by the timeout around it; each turn waits for a path change.
+            loop {
+                if self.path() == kind {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return self.path() == kind;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// The relay connection, if this side has one.
+    pub fn relay(&self) -> Option<Connection> {
+        self.inner.relay.clone()
+    }
+
+    /// The WebRTC connection while it is up.
+    pub fn webrtc(&self) -> Option<Connection> {
+        self.inner
+            .webrtc
+            .borrow()
+            .clone()
+            .filter(Connection::is_open)
+    }
+
+    /// The verified peer.
+    pub fn remote(&self) -> DeviceInfo {
+        self.current().remote().clone()
+    }
+
+    /// Calls `name` on the current path (see the module documentation for what happens to
+    /// calls in flight when the path changes).
+    pub async fn call<A, R>(&self, name: &str, args: &A) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.current().call(name, args).await
+    }
+
+    /// Whether any path is open.
+    pub fn is_open(&self) -> bool {
+        self.webrtc().is_some() || self.inner.relay.as_ref().is_some_and(Connection::is_open)
+    }
+
+    /// Closes both paths and stops trying WebRTC.
+    pub async fn close(&self, reason: &str) {
+        self.inner.closed.send_replace(true);
+        let webrtc = self.inner.webrtc.borrow().clone();
+        if let Some(w) = webrtc {
+            w.close(reason).await;
+        }
+        self.inner.first.close(reason).await;
+    }
+}
+
+/// Resolves once the hybrid connection is closed (or dropped).
+async fn stopped(closed: &mut watch::Receiver<bool>) {
+    let _ = closed.wait_for(|c| *c).await;
+}
+
+/// Opens WebRTC, uses it until it dies, and tries again, while the relay connection lives.
+async fn upgrade(
+    inner: Weak<Inner>,
+    dialer: WebRtcDialer,
+    node: Node,
+    to: String,
+    relay: Connection,
+    config: HybridConfig,
+) {
+    let Some(mut closed) = inner.upgrade().map(|i| i.closed.subscribe()) else {
+        return;
+    };
+    // Bounded by max_webrtc_attempts failures; a working link resets nothing, so a peer
+    // whose links keep dying costs at most that many attempts too.
+    for attempt in 1..=config.max_webrtc_attempts {
+        let result = tokio::select! {
+            r = dialer.connect(&node, &to) => r,
+            _ = relay.closed() => return,
+            _ = stopped(&mut closed) => return,
+        };
+        match result {
+            Ok(connection) => {
+                let Some(strong) = inner.upgrade() else {
+                    connection.close("hybrid connection dropped").await;
+                    return;
+                };
+                tracing::debug!(peer = to, attempt, "moved to WebRTC");
+                HybridConnection { inner: strong }.attach_webrtc(connection.clone());
+                tokio::select! {
+                    _ = connection.closed() => {
+                        tracing::debug!(peer = to, "WebRTC lost; back on the relay");
+                    }
+                    _ = relay.closed() => {
+                        connection.close("relay closed").await;
+                        return;
+                    }
+                    _ = stopped(&mut closed) => return,
+                }
+            }
+            Err(e) => tracing::debug!(peer = to, attempt, error = %e, "WebRTC attempt failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.retry_delay) => {}
+            _ = relay.closed() => return,
+            _ = stopped(&mut closed) => return,
+        }
+    }
+}
+
+/// Accepts hybrid connections: relay links become new [`HybridConnection`]s; a WebRTC link
+/// from a peer that already has one is attached to it.
+#[derive(Debug)]
+pub struct HybridAcceptor {
+    node: Node,
+    incoming: IncomingLinks,
+    by_peer: HashMap<(String, String), Weak<Inner>>,
+}
+
+impl HybridAcceptor {
+    /// Accepts from `incoming` (the dialer needs [`super::DialerConfig::accept_relay`]).
+    pub fn new(node: Node, incoming: IncomingLinks) -> Self {
+        Self {
+            node,
+            incoming,
+            by_peer: HashMap::new(),
+        }
+    }
+
+    /// The next new peer. WebRTC links of known peers are attached while waiting. `None`
+    /// once the signaling client is closed.
+    pub async fn accept(&mut self) -> Option<HybridConnection> {
+        // Each turn consumes one incoming link; ends when the stream ends.
+        while let Some(incoming) = self.incoming.next().await {
+            let is_relay = matches!(incoming, Incoming::Relay { .. });
+            let connection = match incoming.accept(&self.node).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "incoming link refused");
+                    continue;
+                }
+            };
+            let remote = connection.remote();
+            let key = (remote.device_id.clone(), remote.public_key.to_base64());
+            self.by_peer.retain(|_, w| w.strong_count() > 0);
+            if is_relay {
+                let hybrid = HybridConnection::from_relay(connection);
+                self.by_peer.insert(key, Arc::downgrade(&hybrid.inner));
+                return Some(hybrid);
+            }
+            let existing = self
+                .by_peer
+                .get(&key)
+                .and_then(Weak::upgrade)
+                .filter(|i| i.relay.as_ref().is_some_and(Connection::is_open));
+            match existing {
+                Some(inner) => HybridConnection { inner }.attach_webrtc(connection),
+                None => return Some(HybridConnection::from_webrtc(connection)),
+            }
+        }
+        None
+    }
+}
