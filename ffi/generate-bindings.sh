@@ -12,13 +12,15 @@ check=0
 if [ "${1:-}" = "--check" ]; then check=1; shift; fi
 lib=${1:-target/debug/libpeerlink_ffi.so}
 [ -f "$lib" ] || { echo "missing $lib: build it with 'cargo build -p peerlink-ffi'"; exit 1; }
-[ -x target/debug/uniffi-bindgen ] || cargo build --quiet -p uniffi-bindgen
+# UNIFFI_BINDGEN points at an already built binary (the test suite builds it with the rest).
+bindgen=${UNIFFI_BINDGEN:-target/debug/uniffi-bindgen}
+[ -x "$bindgen" ] || cargo build --quiet -p uniffi-bindgen
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # --no-format: the output must not depend on whether ktlint or swiftformat is installed.
-target/debug/uniffi-bindgen generate --config uniffi.toml --no-format -l kotlin -o "$out/kotlin" "$lib"
-target/debug/uniffi-bindgen generate --config uniffi.toml --no-format -l swift -o "$out/swift" "$lib"
+"$bindgen" generate --config uniffi.toml --no-format -l kotlin -o "$out/kotlin" "$lib"
+"$bindgen" generate --config uniffi.toml --no-format -l swift -o "$out/swift" "$lib"
 
 # generated file -> committed location
 pairs=(

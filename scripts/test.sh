@@ -43,13 +43,24 @@ run_suite() {
   fi
 }
 
+# One build of the whole workspace in the `ci` profile (see Cargo.toml) serves every suite: one
+# invocation, so features unify and no dependency is compiled twice. Later calls are no-ops.
+CI_TARGET=$ROOT/target/ci
+ci_build() {
+  if [ -z "${CI_BUILT:-}" ]; then
+    cargo build --workspace --all-targets --profile ci --locked
+    CI_BUILT=1
+  fi
+}
+
 suite_lint() {
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets --locked -- -D warnings
 }
 
 suite_rust() {
-  cargo test --workspace --locked --no-fail-fast
+  ci_build
+  cargo test --workspace --profile ci --locked --no-fail-fast
 }
 
 # Regenerates the TweetNaCl/ed2curve vectors with the npm packages and checks they equal the
@@ -79,7 +90,11 @@ suite_fuzz() {
 suite_node() {
   have node || { echo "node is required"; return 1; }
   npm_install bindings-node
-  (cd bindings-node && npx --no-install napi build --platform --release && node --test test/*.test.mjs)
+  # The addon is the workspace's cdylib, built by ci_build; `napi build` would do the same
+  # compile again in another profile. index.js and index.d.ts are generated and committed.
+  ci_build
+  cp "$CI_TARGET/libpeerlink_node.so" bindings-node/peerlink.linux-x64-gnu.node
+  (cd bindings-node && node --test test/*.test.mjs)
 }
 
 # WebRTC interop against real stacks (Chromium via playwright-core, aiortc) inside a private
@@ -95,8 +110,8 @@ suite_interop() {
   if [ ! -x "$venv/bin/python" ] || [ tests/interop/requirements.txt -nt "$venv/bin/python" ]; then
     python3 -m venv "$venv" && timeout 600 "$venv/bin/pip" install -q -r tests/interop/requirements.txt
   fi
-  cargo build --release --locked -p peerlink --example webrtc_peer
-  PL_PYTHON=$venv/bin/python timeout 330 tests/interop/netns.sh \
+  ci_build
+  PL_RUST_PEER=$CI_TARGET/examples/webrtc_peer PL_PYTHON=$venv/bin/python timeout 330 tests/interop/netns.sh \
     node --test --test-reporter=spec tests/interop/interop.test.mjs </dev/null
 }
 
@@ -104,8 +119,8 @@ suite_interop() {
 # uniffi-bindgen reads), and a check that the committed generated bindings equal what the
 # current Rust code generates.
 ffi_build() {
-  cargo build --locked -p peerlink-ffi -p uniffi-bindgen
-  ffi/generate-bindings.sh --check target/debug/libpeerlink_ffi.so
+  ci_build
+  UNIFFI_BINDGEN=$CI_TARGET/uniffi-bindgen ffi/generate-bindings.sh --check "$CI_TARGET/libpeerlink_ffi.so"
 }
 
 # Kotlin bindings on the JVM: kotlinc from the npm package kotlin-compiler (committed lock),
@@ -120,7 +135,7 @@ suite_kotlin() {
   [ -f /usr/share/java/jna.jar ] || { echo "JNA missing: apt-get install libjna-java"; return 1; }
   ffi_build
   npm_install bindings-kotlin/tools
-  bindings-kotlin/run-jvm-tests.sh target/debug
+  bindings-kotlin/run-jvm-tests.sh "$CI_TARGET"
 }
 
 # The C ABI the generated Swift uses (no Swift toolchain here): a C program compiled against
@@ -128,7 +143,7 @@ suite_kotlin() {
 suite_swift_abi() {
   have cc || { echo "a C compiler is required"; return 1; }
   ffi_build
-  bindings-swift/Tests/abi/run.sh target/debug
+  bindings-swift/Tests/abi/run.sh "$CI_TARGET"
 }
 
 for s in "${SUITES[@]}"; do
