@@ -2,8 +2,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod codes;
+mod connect;
 mod demo;
 mod identity_cmd;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,10 @@ enum Command {
     /// Send a code as sound (WAV) or read one from a recording.
     #[command(subcommand)]
     Modem(codes::ModemCommand),
+    /// Run the signaling and relay server (rooms, signals, TURN credentials, browser lobby).
+    Serve(serve::ServeArgs),
+    /// Join a room on a signaling server; connect to devices by id over WebRTC.
+    Connect(connect::ConnectArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Identity(cmd) => identity_cmd::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
         Command::Offer(args) => codes::offer(args),
         Command::Answer(args) => codes::answer(args),
         Command::Modem(cmd) => codes::modem_cmd(cmd),
