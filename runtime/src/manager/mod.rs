@@ -45,6 +45,10 @@ use crate::handler::{Handler, HandlerError, Request, group_rpc_name, handler_fn}
 use crate::node::{Node, NodeEvent};
 use crate::transport::TransportKind;
 
+mod upgrade;
+
+pub use upgrade::{UpgradeConfig, WEBRTC_CONTEXT};
+
 /// Connection-level RPC: deliver or relay a device message.
 pub const SEND_DEVICE_MESSAGE: &str = "sendDeviceMessage";
 /// Connection-level RPC: the peer has wired a group.
@@ -77,6 +81,17 @@ pub enum ManagerError {
     /// The node failed.
     #[error(transparent)]
     Node(#[from] Error),
+    /// WebRTC upgrades are not enabled ([`ConnectionManager::enable_webrtc_upgrade`]).
+    #[error("WebRTC upgrade is not enabled")]
+    UpgradeDisabled,
+    /// The upgrade to a direct WebRTC link did not complete; the current path stays.
+    #[error("WebRTC upgrade to {device_id:?} failed: {reason}")]
+    UpgradeFailed {
+        /// The device.
+        device_id: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl ManagerError {
@@ -88,6 +103,8 @@ impl ManagerError {
             Self::Rpc(e) => e.code(),
             Self::DeviceMessage(_) => "device_message",
             Self::Node(e) => e.code(),
+            Self::UpgradeDisabled => "upgrade_disabled",
+            Self::UpgradeFailed { .. } => "upgrade_failed",
         }
     }
 }
@@ -176,6 +193,7 @@ struct Inner {
     message_handler: Mutex<Option<DeviceMessageHandler>>,
     next_message: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
+    upgrade: Mutex<upgrade::UpgradeState>,
 }
 
 /// Keeps one connection per remote device of a [`Node`] and drives the core manager policy.
@@ -253,6 +271,7 @@ impl ConnectionManager {
             message_handler: Mutex::new(None),
             next_message: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
+            upgrade: Mutex::new(upgrade::UpgradeState::default()),
             node,
         });
         let manager = ConnectionManager { inner };
@@ -416,6 +435,13 @@ impl ConnectionManager {
             },
         };
         let _ = self.inner.events.send(event);
+        // A link on a path ranking below WebRTC is upgraded; the smaller device id starts,
+        // so the two sides do not both offer.
+        if self.inner.device_id.as_str() < remote.device_id.as_str()
+            && self.webrtc_preferred_over(connection.transport_kind())
+        {
+            self.maybe_upgrade(&remote.device_id);
+        }
         for group in shared {
             tokio::spawn(self.clone().group_ready(
                 remote.device_id.clone(),
@@ -856,7 +882,16 @@ impl ConnectionManager {
             ttl,
             payload,
         )?;
-        Ok(self.handle_device_message(message, None).await)
+        let result = self.handle_device_message(message, None).await;
+        // A device reached only through others is a candidate for a direct link.
+        if result.status == DeliveryStatus::Delivered
+            && data_context_id != WEBRTC_CONTEXT
+            && !to_device_id.is_empty()
+            && self.connection(to_device_id).is_none()
+        {
+            self.maybe_upgrade(to_device_id);
+        }
+        Ok(result)
     }
 
     fn handle_device_message(
@@ -900,6 +935,16 @@ impl ConnectionManager {
                                 let _ = t.forward_to(&n, &out).await;
                             }
                         });
+                    }
+                    if message.data_context_id == WEBRTC_CONTEXT && !message.is_broadcast() {
+                        return match this.on_webrtc_signal(&message) {
+                            Ok(payload) => DeviceMessageResult {
+                                status: DeliveryStatus::Delivered,
+                                hops,
+                                payload,
+                            },
+                            Err(status) => answer(status, hops),
+                        };
                     }
                     let handler = lock(&this.inner.message_handler).clone();
                     match handler {
