@@ -27,6 +27,8 @@ pub(crate) enum DemoTransport {
     Memory,
     /// WebRTC data channel on 127.0.0.1, signals passed in process.
     Webrtc,
+    /// WebRTC found by device id through a signaling server (`peerlink serve`) on 127.0.0.1.
+    Signaled,
 }
 
 impl DemoTransport {
@@ -35,6 +37,7 @@ impl DemoTransport {
             Self::Websocket => "websocket",
             Self::Memory => "memory",
             Self::Webrtc => "webrtc",
+            Self::Signaled => "signaled",
         }
     }
 }
@@ -52,6 +55,32 @@ pub(crate) struct DemoArgs {
     json: bool,
 }
 
+/// Two nodes that know only a server URL and each other's device id: both authenticate to
+/// the server, alice dials bob by device id, the WebRTC signals go through the server.
+async fn signaled_pair(
+    url: &str,
+    alice: (&Node, Identity),
+    bob: (&Node, Identity),
+) -> Result<(Connection, Connection), Box<dyn std::error::Error>> {
+    use peerlink::signaling::{DialerConfig, SignalingClient, SignalingConfig, WebRtcDialer};
+    let config = DialerConfig::new(WebRtcConfig::loopback());
+    let (a_client, a_events) =
+        SignalingClient::connect(SignalingConfig::new(url, alice.1, "alice", "laptop")).await?;
+    let (b_client, b_events) =
+        SignalingClient::connect(SignalingConfig::new(url, bob.1, "bob", "phone")).await?;
+    let (a_dialer, _a_rest, _a_incoming) = WebRtcDialer::new(a_client, a_events, config.clone());
+    let (_b_dialer, _b_rest, mut b_incoming) = WebRtcDialer::new(b_client, b_events, config);
+    let accept = async {
+        let incoming = b_incoming
+            .next()
+            .await
+            .ok_or("bob's signaling client closed")?;
+        Ok::<_, Box<dyn std::error::Error>>(incoming.accept(bob.0).await?)
+    };
+    let (to_bob, to_alice) = tokio::join!(a_dialer.connect(alice.0, "phone"), accept);
+    Ok((to_bob?, to_alice?))
+}
+
 /// Size of each piece written to the byte stream.
 const PIECE: usize = 1 << 20;
 
@@ -62,8 +91,13 @@ pub(crate) fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(demo(args))
 }
 
-fn node(user: &str, device: &str, name: &str) -> Result<Node, peerlink::Error> {
-    let mut config = NodeConfig::new(Identity::generate(&mut rand::rngs::OsRng), user, device);
+fn node(
+    identity: &Identity,
+    user: &str,
+    device: &str,
+    name: &str,
+) -> Result<Node, peerlink::Error> {
+    let mut config = NodeConfig::new(identity.clone(), user, device);
     config.device_name = Some(name.to_owned());
     // A demo policy: everyone it meets is a new user; a real app looks the device up.
     config.trust = trust_fn(|_remote: DeviceInfo| async move { TrustLevel::NEW_USER });
@@ -93,8 +127,12 @@ fn ms(d: Duration) -> f64 {
 
 async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let text = !args.json;
-    let alice = node("alice", "laptop", "Alice's laptop")?;
-    let bob = node("bob", "phone", "Bob's phone")?;
+    let alice_identity = Identity::generate(&mut rand::rngs::OsRng);
+    let bob_identity = Identity::generate(&mut rand::rngs::OsRng);
+    let alice = node(&alice_identity, "alice", "laptop", "Alice's laptop")?;
+    let bob = node(&bob_identity, "bob", "phone", "Bob's phone")?;
+    // Kept until the end so the signaled demo's server outlives the transfer.
+    let mut _server = None;
     bob.expose(
         "greet",
         typed_handler(|name: String| async move {
@@ -139,6 +177,31 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             link = Some(pair.link);
             link_time = Some(pair.link_time);
             (pair.to_bob, pair.to_alice)
+        }
+        DemoTransport::Signaled => {
+            let server = peerlink_signal_server::Server::bind(
+                "127.0.0.1:0",
+                peerlink_signal_server::ServerConfig::default(),
+            )
+            .await?;
+            if text {
+                println!("  server          {}", server.ws_url());
+            }
+            let dial_started = Instant::now();
+            let pair = signaled_pair(
+                &server.ws_url(),
+                (&alice, alice_identity),
+                (&bob, bob_identity),
+            )
+            .await?;
+            _server = Some(server);
+            // Signaling, ICE, DTLS and SCTP: everything before the handshake.
+            link_time = Some(
+                dial_started
+                    .elapsed()
+                    .saturating_sub(pair.0.timings().handshake),
+            );
+            pair
         }
     };
     let connect_total = started.elapsed();
