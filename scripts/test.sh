@@ -12,7 +12,7 @@ ROOT=$(pwd)
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_NET_RETRY=5
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz node kotlin swift_abi interop)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust signaling vectors fuzz node kotlin swift_abi interop)
 
 step() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -61,6 +61,21 @@ suite_lint() {
 suite_rust() {
   ci_build
   cargo test --workspace --profile ci --locked --no-fail-fast
+}
+
+# The signaling server against a real redis-server (scale-out) and headless Chromium (lobby page,
+# browser <-> native chat). Those tests skip themselves when the programs are missing, so this
+# suite installs them first (Debian packages; needs root) and fails if it cannot.
+suite_signaling() {
+  if ! have redis-server || ! have chromium; then
+    [ "$(id -u)" = 0 ] || { echo "signaling needs redis-server and chromium (root installs them)"; return 1; }
+    timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq redis-server chromium
+  fi
+  ci_build
+  cargo test --profile ci --locked -p peerlink-signal-server --no-fail-fast &&
+    cargo test --profile ci --locked -p peerlink-cli --test browser_native_chat &&
+    cargo test --profile ci --locked -p peerlink-tests --test signaling_relay --test signaling_failover \
+      --test signaling_webrtc
 }
 
 # Regenerates the TweetNaCl/ed2curve vectors with the npm packages and checks they equal the
