@@ -387,9 +387,9 @@ fn signal_path(
         while let Some(event) = events.next().await {
             match event {
                 WebRtcEvent::Signal(signal) => {
-                    if json_tx.send(signal.to_json()).is_err() {
+                    let Ok(()) = json_tx.send(signal.to_json()) else {
                         return;
-                    }
+                    };
                 }
                 WebRtcEvent::Channel(channel) => {
                     if let Some(channels) = &channels {

@@ -93,7 +93,7 @@ pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option
     Some(PathReport {
         local,
         remote,
-        rtt_ms: (rtt > 0.0).then(|| rtt * 1e3),
+        rtt_ms: (rtt > 0.0).then_some(rtt * 1e3),
         bytes_sent: pair.bytes_sent,
         bytes_received: pair.bytes_received,
         packets_sent: pair.packets_sent,
