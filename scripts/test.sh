@@ -12,7 +12,7 @@ ROOT=$(pwd)
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_NET_RETRY=5
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust signaling vectors fuzz node kotlin swift_abi interop)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(lint rust vectors fuzz node kotlin swift_abi interop)
 
 step() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -63,19 +63,22 @@ suite_rust() {
   cargo test --workspace --profile ci --locked --no-fail-fast
 }
 
-# The signaling server against a real redis-server (scale-out) and headless Chromium (lobby page,
-# browser <-> native chat). Those tests skip themselves when the programs are missing, so this
-# suite installs them first (Debian packages; needs root) and fails if it cannot.
-suite_signaling() {
-  if ! have redis-server || ! have chromium; then
-    [ "$(id -u)" = 0 ] || { echo "signaling needs redis-server and chromium (root installs them)"; return 1; }
-    timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq redis-server chromium
+# The Rust suite includes the signaling server's Redis and browser tests and the WebRTC tests
+# against Chromium; they skip loudly without redis-server or chromium, so as root the script
+# installs those (and JNA for the Kotlin suite) once, before any suite runs.
+install_system_packages() {
+  local missing=()
+  have redis-server || missing+=(redis-server)
+  have chromium || missing+=(chromium)
+  [ -f /usr/share/java/jna.jar ] || missing+=(libjna-java)
+  [ ${#missing[@]} -gt 0 ] || return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "not root: cannot install ${missing[*]}; the suites that need them will skip or fail"
+    return 0
   fi
-  ci_build
-  cargo test --profile ci --locked -p peerlink-signal-server --no-fail-fast &&
-    cargo test --profile ci --locked -p peerlink-cli --test browser_native_chat &&
-    cargo test --profile ci --locked -p peerlink-tests --test signaling_relay --test signaling_failover \
-      --test signaling_webrtc
+  step "apt-get install ${missing[*]}"
+  timeout 300 apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${missing[@]}" </dev/null
 }
 
 # Regenerates the TweetNaCl/ed2curve vectors with the npm packages and checks they equal the
@@ -160,6 +163,8 @@ suite_swift_abi() {
   ffi_build
   bindings-swift/Tests/abi/run.sh "$CI_TARGET"
 }
+
+install_system_packages
 
 for s in "${SUITES[@]}"; do
   if declare -F "suite_$s" >/dev/null; then
