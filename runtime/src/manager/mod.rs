@@ -45,8 +45,10 @@ use crate::handler::{Handler, HandlerError, Request, group_rpc_name, handler_fn}
 use crate::node::{Node, NodeEvent};
 use crate::transport::TransportKind;
 
+mod hub;
 mod upgrade;
 
+pub use hub::HUB_RELAY;
 pub use upgrade::{UpgradeConfig, WEBRTC_CONTEXT};
 
 /// Connection-level RPC: deliver or relay a device message.
@@ -150,6 +152,14 @@ pub enum ManagerEvent {
         /// The group.
         group_id: String,
     },
+    /// A large group elected another hub (`None`: the group is mesh-sized again). Members
+    /// keep links to the hub and the standby; a host that dials itself dials the new hub.
+    HubChanged {
+        /// The group.
+        group_id: String,
+        /// The hub's device id (this device's own id when it is the hub).
+        hub: Option<String>,
+    },
 }
 
 /// Decides which of this device's groups a remote device shares (the host knows its rosters).
@@ -178,6 +188,12 @@ struct State {
     /// Connection ids whose peer said it drained them.
     peer_drained: HashMap<u64, Arc<Notify>>,
     peer_drained_flag: HashMap<u64, Arc<AtomicBool>>,
+    /// Group rosters given by the host (hub election).
+    rosters: BTreeMap<String, BTreeSet<String>>,
+    /// Roster members whose link closed and who have not linked again.
+    down: BTreeSet<String>,
+    /// The last hub elected per group (to report changes).
+    hubs: BTreeMap<String, Option<String>>,
 }
 
 struct Inner {
@@ -261,6 +277,9 @@ impl ConnectionManager {
                 router: Router::new(device_id.clone(), RouterConfig::default()),
                 peer_drained: HashMap::new(),
                 peer_drained_flag: HashMap::new(),
+                rosters: BTreeMap::new(),
+                down: BTreeSet::new(),
+                hubs: BTreeMap::new(),
             }),
             device_id,
             config,
@@ -435,6 +454,7 @@ impl ConnectionManager {
             },
         };
         let _ = self.inner.events.send(event);
+        self.hub_member_linked(&remote.device_id);
         // A link on a path ranking below WebRTC is upgraded; the smaller device id starts,
         // so the two sides do not both offer.
         if self.inner.device_id.as_str() < remote.device_id.as_str()
@@ -518,6 +538,19 @@ impl ConnectionManager {
                     rmp_serde::to_vec_named(&devices)
                         .map(Bytes::from)
                         .map_err(|e| HandlerError::new("encode", e.to_string()))
+                }
+            }),
+        );
+        let weak = Arc::downgrade(&self.inner);
+        connection.expose(
+            HUB_RELAY,
+            handler_fn(move |req: Request| {
+                let weak = weak.clone();
+                async move {
+                    let inner = weak
+                        .upgrade()
+                        .ok_or_else(|| HandlerError::new("unavailable", "manager gone"))?;
+                    ConnectionManager { inner }.on_hub_relay(req).await
                 }
             }),
         );
@@ -615,9 +648,10 @@ impl ConnectionManager {
                 t.abort();
             }
             let _ = self.inner.events.send(ManagerEvent::Removed {
-                device_id,
+                device_id: device_id.clone(),
                 connection_id,
             });
+            self.hub_member_lost(&device_id);
         }
     }
 
@@ -817,21 +851,36 @@ impl ConnectionManager {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let (connection, _guard) = {
-            let st = lock(&self.inner.state);
-            let e = st
-                .entries
-                .get(device_id)
-                .ok_or_else(|| ManagerError::NotConnected {
-                    device_id: device_id.to_owned(),
-                })?;
-            e.in_flight.fetch_add(1, Ordering::AcqRel);
-            (
-                e.connection.clone(),
-                InFlight(Arc::clone(&e.in_flight), Arc::clone(&e.idle)),
-            )
-        };
+        let (connection, _guard) = self.current(device_id)?;
         Ok(connection.call(name, args).await?)
+    }
+
+    /// [`ConnectionManager::call`] with raw bytes.
+    pub async fn call_raw(
+        &self,
+        device_id: &str,
+        name: &str,
+        body: Bytes,
+    ) -> Result<Bytes, ManagerError> {
+        let (connection, _guard) = self.current(device_id)?;
+        Ok(connection.call_raw(name, body, Default::default()).await?)
+    }
+
+    /// The current connection, with the call counted on it (under the lock a path change
+    /// takes, so the call never starts on a retired link).
+    fn current(&self, device_id: &str) -> Result<(Connection, InFlight), ManagerError> {
+        let st = lock(&self.inner.state);
+        let e = st
+            .entries
+            .get(device_id)
+            .ok_or_else(|| ManagerError::NotConnected {
+                device_id: device_id.to_owned(),
+            })?;
+        e.in_flight.fetch_add(1, Ordering::AcqRel);
+        Ok((
+            e.connection.clone(),
+            InFlight(Arc::clone(&e.in_flight), Arc::clone(&e.idle)),
+        ))
     }
 
     /// Calls `name` on every current connection at once; one result per device.
