@@ -493,8 +493,10 @@ impl WebRtcLink {
         // Answer as the DTLS server (`setup:passive`), which makes this side the SCTP server:
         // the engine sends the SCTP INIT from the DTLS client only, while aiortc sends it from
         // the ICE-controlling side (the offerer) only, so with the usual `setup:active` answer
-        // neither side of a peerlink <-> aiortc link would accept the other's INIT. Browsers
-        // and libdatachannel accept either answer.
+        // neither side of a peerlink <-> aiortc link would accept the other's INIT. The offers
+        // we send say `setup:active` for the same reason (`sdp::offer_as_active`): the offerer
+        // is then DTLS and SCTP client with every peer. Browsers and libdatachannel accept
+        // either.
         settings =
             settings.with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server);
         if let Some(interval) = tuning.ice_check_interval {
@@ -722,7 +724,15 @@ impl WebRtcLink {
             *mid = application_mid(&desc.sdp);
         }
         let trickle = self.inner.config.trickle;
-        let mut sdp_text = desc.sdp.clone();
+        let is_offer = desc.sdp_type == ::webrtc::peer_connection::RTCSdpType::Offer;
+        let outgoing = |text: String| {
+            if is_offer {
+                sdp::offer_as_active(&text)
+            } else {
+                text
+            }
+        };
+        let mut sdp_text = outgoing(desc.sdp.clone());
         let mut signal = Some(signal);
         if trickle {
             if let Some(make) = signal.take() {
@@ -742,7 +752,7 @@ impl WebRtcLink {
             let mut gathered = self.inner.gathered.clone();
             let _ = tokio::time::timeout(timeout, gathered.wait_for(|g| *g)).await;
             if let Some(full) = self.inner.pc.local_description().await {
-                sdp_text = full.sdp;
+                sdp_text = outgoing(full.sdp);
             }
             if !sdp::has_candidates(&sdp_text) {
                 return Err(WebRtcError::GatheringTimeout(timeout));
@@ -879,7 +889,7 @@ impl WebRtcLink {
                 }
             }
         }
-        let desc = RTCSessionDescription::offer(sdp_text.clone())
+        let desc = RTCSessionDescription::offer(sdp::for_engine(&sdp_text))
             .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
         self.inner
             .pc
@@ -940,7 +950,7 @@ impl WebRtcLink {
                 });
             }
         }
-        let desc = RTCSessionDescription::answer(sdp_text.clone())
+        let desc = RTCSessionDescription::answer(sdp::for_engine(&sdp_text))
             .map_err(|e| WebRtcError::MalformedSdp(e.to_string()))?;
         self.inner
             .pc

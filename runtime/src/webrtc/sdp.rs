@@ -110,6 +110,58 @@ pub fn max_message_size(sdp: &str) -> Result<usize, WebRtcError> {
     Ok(DEFAULT_MAX_MESSAGE_SIZE)
 }
 
+/// An offer as sent to the peer: `a=setup:actpass` becomes `a=setup:active`, so this side is
+/// the DTLS client whatever the answerer prefers (RFC 5763 §5 lets an offerer be active; the
+/// answerer must then answer `passive`).
+///
+/// Why: the engine sends the SCTP INIT only from the DTLS client, and some stacks (aiortc)
+/// send it only from the ICE-controlling side, which is the offerer; if such a peer answers
+/// `active`, both ends wait for an INIT. Offering `active` makes the offerer both, for every
+/// peer. The local description keeps `actpass`: the engine takes its role from the answer, so
+/// an answerer that still answers `active` also works.
+pub(crate) fn offer_as_active(sdp: &str) -> String {
+    sdp.replace("a=setup:actpass", "a=setup:active")
+}
+
+/// The remote description as handed to the engine: the application section's
+/// `a=max-message-size` becomes `0` ("no limit").
+///
+/// Why: the engine sizes its *receive* reassembly buffer to the smaller of its own limit and
+/// the peer's `max-message-size`, although the peer's value only limits what we may send to
+/// it (RFC 8841 §6). A peer announcing less than we do (aiortc: 64 KiB) may rightly send us
+/// messages up to our announced 256 KiB; the engine would then fail the read with "too short
+/// buffer" and drop the message (and the rest of that read batch), stalling an ordered stream
+/// for good. With `0` the engine's limit is our own announced one. What we may send is still
+/// bounded by the peer's real value, which the link reads from the original text
+/// ([`max_message_size`]) and `ChannelSender::send` enforces.
+pub(crate) fn for_engine(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 24);
+    let mut in_application = false;
+    let mut seen = false;
+    for line in sdp.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if bare.starts_with("m=") {
+            if in_application && !seen {
+                out.push_str("a=max-message-size:0\r\n");
+            }
+            in_application = bare.starts_with("m=application");
+            seen = false;
+        } else if in_application && bare.starts_with("a=max-message-size:") {
+            out.push_str("a=max-message-size:0\r\n");
+            seen = true;
+            continue;
+        }
+        out.push_str(line);
+    }
+    if in_application && !seen {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push_str("\r\n");
+        }
+        out.push_str("a=max-message-size:0\r\n");
+    }
+    out
+}
+
 /// Whether the description carries at least one `a=candidate` line (a non-trickle peer's).
 pub(crate) fn has_candidates(sdp: &str) -> bool {
     sdp.lines().any(|l| l.starts_with("a=candidate:"))
@@ -152,6 +204,39 @@ mod tests {
             sha256_fingerprint("v=0\r\na=fingerprint:sha-256 AB:CD\r\n", "remote"),
             Err(WebRtcError::MalformedSdp(_))
         ));
+    }
+
+    #[test]
+    fn engine_sees_no_remote_message_limit() {
+        let sdp = "v=0\r\nm=application 9 x\r\na=max-message-size:65536\r\na=mid:0\r\n";
+        let seen = for_engine(sdp);
+        assert_eq!(
+            seen,
+            "v=0\r\nm=application 9 x\r\na=max-message-size:0\r\na=mid:0\r\n"
+        );
+        assert_eq!(max_message_size(&seen).unwrap(), usize::MAX);
+        // Absent (the RFC's 64 KiB default) in a middle or last section: added.
+        let absent =
+            "v=0\r\nm=application 9 x\r\na=mid:0\r\nm=audio 9 y\r\na=max-message-size:7\r\n";
+        let seen = for_engine(absent);
+        assert_eq!(max_message_size(&seen).unwrap(), usize::MAX);
+        assert!(seen.ends_with("m=audio 9 y\r\na=max-message-size:7\r\n"));
+        let last = for_engine("v=0\r\nm=application 9 x\r\na=mid:0");
+        assert_eq!(
+            last,
+            "v=0\r\nm=application 9 x\r\na=mid:0\r\na=max-message-size:0\r\n"
+        );
+    }
+
+    #[test]
+    fn offers_are_sent_as_dtls_client() {
+        let sdp = "v=0\r\nm=application 9 x\r\na=setup:actpass\r\na=mid:0\r\n";
+        assert_eq!(
+            offer_as_active(sdp),
+            "v=0\r\nm=application 9 x\r\na=setup:active\r\na=mid:0\r\n"
+        );
+        let answer = "v=0\r\na=setup:passive\r\n";
+        assert_eq!(offer_as_active(answer), answer);
     }
 
     #[test]
