@@ -22,5 +22,7 @@ pub use handshake::{
     Established, Handshake, HandshakeConfig, HandshakeError, HandshakeOutput, LinkBinding, Role,
     TrustLevel,
 };
-pub use identity::{DeviceInfo, Identity, IdentityError, PublicBoxKey, PublicKey, SignedDeviceInfo};
+pub use identity::{
+    DeviceInfo, Identity, IdentityError, PublicBoxKey, PublicKey, SignedDeviceInfo,
+};
 pub use wire::{Envelope, WireConfig, WireError};
