@@ -12,6 +12,8 @@ const MIB = Number(process.env.BULK_MIB || 256);
 const SLOW_MIB = Number(process.env.SLOW_MIB || 64);
 const AIORTC_MIB = Number(process.env.AIORTC_MIB || 16);
 const ONLY = process.env.ONLY ? process.env.ONLY.split(',') : null;
+// Extra arguments for every peerlink process, e.g. PL_RUST_ARGS=--no-pacing.
+const RUST_ARGS = (process.env.PL_RUST_ARGS || '').split(' ').filter(Boolean);
 const median = (v) => { const s = v.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.floor(s.length / 2)] : null; };
 
 function runPair(cmd) {
@@ -61,7 +63,7 @@ async function chromiumPair(mib, msg) {
 }
 
 async function cross(dir, mib, msg) {
-  const rustArgs = ['--mode', 'bench', '--bulk-mib', String(mib), '--msg', String(msg)];
+  const rustArgs = ['--mode', 'bench', '--bulk-mib', String(mib), '--msg', String(msg), ...RUST_ARGS];
   const u0 = chromiumUsage();
   // The answerer is created first so the offerer's clock starts with both ready.
   const answerer = dir === 'r2c' ? await chromiumPeer(browser, 'answerer', { mode: 'bench' }) : rustPeer('answerer', rustArgs);
@@ -81,8 +83,8 @@ async function cross(dir, mib, msg) {
 const py = path.join(HERE, 'aiortc_peer.py');
 const nodePeer = path.join(HERE, 'node-peer.mjs');
 const configs = [
-  ['peerlink', 65536, MIB, (m, msg) => runPair([RUST_PEER, '--pair', '--mode', 'bench', '--bind', BIND, '--bulk-mib', String(m), '--msg', String(msg)])],
-  ['peerlink', 262144, MIB, (m, msg) => runPair([RUST_PEER, '--pair', '--mode', 'bench', '--bind', BIND, '--bulk-mib', String(m), '--msg', String(msg)])],
+  ['peerlink', 65536, MIB, (m, msg) => runPair([RUST_PEER, '--pair', '--mode', 'bench', '--bind', BIND, '--bulk-mib', String(m), '--msg', String(msg), ...RUST_ARGS])],
+  ['peerlink', 262144, MIB, (m, msg) => runPair([RUST_PEER, '--pair', '--mode', 'bench', '--bind', BIND, '--bulk-mib', String(m), '--msg', String(msg), ...RUST_ARGS])],
   ['wrtc', 65536, MIB, (m, msg) => runPair([process.execPath, nodePeer, '--stack', 'wrtc', '--pair', '--mode', 'bench', '--bulk-mib', String(m), '--msg', String(msg)])],
   ['wrtc', 262144, MIB, (m, msg) => runPair([process.execPath, nodePeer, '--stack', 'wrtc', '--pair', '--mode', 'bench', '--bulk-mib', String(m), '--msg', String(msg)])],
   ['node-datachannel', 65536, MIB, (m, msg) => runPair([process.execPath, nodePeer, '--stack', 'ndc', '--pair', '--mode', 'bench', '--bulk-mib', String(m), '--msg', String(msg)])],

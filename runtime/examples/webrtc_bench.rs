@@ -1,7 +1,7 @@
 //! Loopback WebRTC benchmark: connect time (offer created → channel open) and bulk throughput.
 //!
 //! ```text
-//! cargo run --release -p peerlink --example webrtc_bench -- [--engine-defaults]
+//! cargo run --release -p peerlink --example webrtc_bench -- [--engine-defaults] [--no-pacing]
 //!     [--rcvbuf BYTES|none] [--sndbuf BYTES|none] [--limit BYTES|none] [--window BYTES]
 //!     [--ice-interval-ms MS] [--msg BYTES] [--mib MIB] [--runs N]
 //! ```
@@ -164,6 +164,11 @@ async fn main() {
         match args[i].as_str() {
             "--engine-defaults" => {
                 tuning = Tuning::engine_defaults();
+                i += 1;
+                continue;
+            }
+            "--no-pacing" => {
+                tuning.send_pacing = None;
                 i += 1;
                 continue;
             }

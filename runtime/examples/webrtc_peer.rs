@@ -3,6 +3,7 @@
 //! ```text
 //! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench]
 //!             [--bulk-mib 16] [--msg 65536] [--rtt 200] [--pair]
+//!             [--no-pacing] [--pacing-initial BYTES] [--pacing-min BYTES] [--send-limit BYTES]
 //! ```
 //!
 //! Standard output carries one JSON object per line: `{"signal": <simple-peer signal>}` for the
@@ -48,6 +49,8 @@ struct Opts {
     rtt: usize,
     pair: bool,
     pacing: bool,
+    pacing_initial: Option<usize>,
+    pacing_min: Option<usize>,
     send_limit: Option<usize>,
 }
 
@@ -62,6 +65,8 @@ fn parse_args() -> Result<Opts, String> {
         rtt: 200,
         pair: false,
         pacing: true,
+        pacing_initial: None,
+        pacing_min: None,
         send_limit: None,
     };
     let mut it = args.iter();
@@ -85,6 +90,16 @@ fn parse_args() -> Result<Opts, String> {
             "--rtt" => opts.rtt = value()?.parse().map_err(|e| format!("--rtt: {e}"))?,
             "--pair" => opts.pair = true,
             "--no-pacing" => opts.pacing = false,
+            "--pacing-initial" => {
+                opts.pacing_initial = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--pacing-initial: {e}"))?,
+                )
+            }
+            "--pacing-min" => {
+                opts.pacing_min = Some(value()?.parse().map_err(|e| format!("--pacing-min: {e}"))?)
+            }
             "--send-limit" => {
                 opts.send_limit = Some(value()?.parse().map_err(|e| format!("--send-limit: {e}"))?)
             }
@@ -467,6 +482,7 @@ async fn bench(
             "bulkMBps": opts.bulk as f64 / elapsed.as_secs_f64() / 1e6,
             "msg": msg,
             "rttUs": median(rtts),
+            "pacingWindow": tx.pacing_window(),
         }))
     } else {
         let header = recv(&mut rx, "header").await?;
@@ -497,7 +513,13 @@ async fn make_link(
         ..WebRtcConfig::default()
     };
     config.tuning.max_message_size = config.tuning.max_message_size.max(opts.msg as u32);
-    let _ = opts.pacing;
+    if !opts.pacing {
+        config.tuning.send_pacing = None;
+    }
+    if let Some(pacing) = &mut config.tuning.send_pacing {
+        pacing.initial = opts.pacing_initial.unwrap_or(pacing.initial);
+        pacing.min = opts.pacing_min.unwrap_or(pacing.min);
+    }
     if let Some(limit) = opts.send_limit {
         config.tuning.send_buffer_limit = Some(limit);
     }

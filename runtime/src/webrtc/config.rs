@@ -157,6 +157,40 @@ pub struct Tuning {
     /// produced on its own events leave at once (`None`: the engine's behaviour, which delays
     /// each connection by about 400 ms).
     pub setup_kick_interval: Option<Duration>,
+    /// Adaptive cap on each channel's unacknowledged bytes, below
+    /// [`Tuning::send_buffer_limit`] (`None`: only the fixed limit). The engine sends up to
+    /// its congestion and peer windows back to back, which overflows a peer whose socket
+    /// buffer is smaller than the window it advertises (Chromium); see [`SendPacing`].
+    pub send_pacing: Option<SendPacing>,
+}
+
+/// The adaptive in-flight window of [`Tuning::send_pacing`].
+///
+/// `ChannelSender::send` waits while the channel's unacknowledged bytes fill the window. The
+/// window starts at `initial` and grows by half per epoch (at least four windows acknowledged
+/// and 20 ms) in which sends waited on it, until the first acknowledgement stall: no
+/// acknowledgement for 300 ms while bytes are outstanding, which in the engine means a
+/// retransmission timeout. A stall halves the window (per 300 ms of the gap) and caps it at
+/// half its size before the stall for 10 s; from then on it hill-climbs on the delivery rate,
+/// every few epochs trying a step up (half again) or down (two thirds) and keeping it only if
+/// the rate rose by 5 % (down) or at all (up). It stays between `min` and
+/// [`Tuning::send_buffer_limit`] (8 MiB without one). Figures in
+/// `docs/decisions/webrtc-performance.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendPacing {
+    /// Window before any measurement, bytes.
+    pub initial: usize,
+    /// Smallest window, bytes.
+    pub min: usize,
+}
+
+impl Default for SendPacing {
+    fn default() -> Self {
+        Self {
+            initial: 256 * 1024,
+            min: 64 * 1024,
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -170,6 +204,7 @@ impl Default for Tuning {
             max_message_size: 256 * 1024,
             send_buffer_limit: Some(1024 * 1024),
             setup_kick_interval: Some(Duration::from_millis(1)),
+            send_pacing: Some(SendPacing::default()),
         }
     }
 }
@@ -186,6 +221,7 @@ impl Tuning {
             max_message_size: 64 * 1024,
             send_buffer_limit: None,
             setup_kick_interval: None,
+            send_pacing: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use ::webrtc::peer_connection::{
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use tokio::sync::{Mutex, mpsc, watch};
 
-use super::channel::WebRtcChannel;
+use super::channel::{PacingSetup, WebRtcChannel};
 use super::config::{
     ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, IceUrlKind, WebRtcConfig,
 };
@@ -141,6 +141,7 @@ struct Handler {
     remote_max_message_size: Arc<AtomicUsize>,
     pumps: Arc<StdMutex<Vec<tokio::task::AbortHandle>>>,
     opened: Arc<watch::Sender<u64>>,
+    pacing: Option<PacingSetup>,
 }
 
 #[async_trait::async_trait]
@@ -202,6 +203,7 @@ impl PeerConnectionEventHandler for Handler {
             true,
             Arc::clone(&self.remote_max_message_size),
             Arc::clone(&self.opened),
+            self.pacing,
         );
         if let Ok(mut pumps) = self.pumps.lock() {
             pumps.push(pump);
@@ -238,6 +240,8 @@ struct Inner {
     opened: Arc<watch::Sender<u64>>,
     /// ICE restarts this side started (offerer) or asked for (answerer).
     ice_restarts: AtomicU32,
+    /// Send pacing for this link's channels.
+    pacing: Option<PacingSetup>,
 }
 
 impl Drop for Inner {
@@ -535,6 +539,10 @@ impl WebRtcLink {
             })
             .build();
 
+        let pacing = tuning.send_pacing.map(|pacing| PacingSetup {
+            pacing,
+            send_buffer_limit: tuning.send_buffer_limit,
+        });
         let handler = Handler {
             events: events_tx.clone(),
             trickle: config.trickle,
@@ -545,6 +553,7 @@ impl WebRtcLink {
             remote_max_message_size: Arc::clone(&remote_max_message_size),
             pumps: Arc::clone(&pumps),
             opened: Arc::clone(&opened),
+            pacing,
         };
         let mut builder = PeerConnectionBuilder::new()
             .with_configuration(rtc_config)
@@ -577,6 +586,7 @@ impl WebRtcLink {
                 skipped_ice_urls,
                 opened,
                 ice_restarts: AtomicU32::new(0),
+                pacing,
             }),
         };
         let policy = link.inner.config.ice_restart;
@@ -668,6 +678,7 @@ impl WebRtcLink {
             false,
             Arc::clone(&self.inner.remote_max_message_size),
             Arc::clone(&self.inner.opened),
+            self.inner.pacing,
         );
         if let Ok(mut pumps) = self.inner.pumps.lock() {
             pumps.push(pump);

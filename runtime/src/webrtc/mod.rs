@@ -21,7 +21,7 @@ mod transport;
 pub use channel::{ChannelReceiver, ChannelSender, ChannelState, WebRtcChannel};
 pub use config::{
     ChannelOptions, IceRestartPolicy, IceServer, IceTimeouts, IceTransportPolicy, IceUrlKind,
-    Tuning, WebRtcConfig,
+    SendPacing, Tuning, WebRtcConfig,
 };
 pub use error::WebRtcError;
 pub use link::{
