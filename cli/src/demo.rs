@@ -242,10 +242,7 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         transfer(&to_bob, &to_alice, args.bytes, text).await?;
     let hashes_match = sent_hash == received_hash && received == args.bytes;
     let throughput = args.bytes as f64 / transfer_time.as_secs_f64() / 1e6;
-    let path = match &link {
-        Some(link) => link.path().await,
-        None => None,
-    };
+    let path = to_bob.path().await;
 
     if text {
         println!(
@@ -255,16 +252,16 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             throughput,
             if hashes_match { "matches" } else { "DIFFERS" }
         );
-        if let Some(path) = &path {
-            println!(
-                "  path            {} <-> {}, rtt {}, sent {} B, received {} B",
-                path.local,
-                path.remote,
+        match (&path.local, &path.remote) {
+            (Some(local), Some(remote)) => println!(
+                "  path            {} {local} <-> {remote}, rtt {}, sent {} B, received {} B",
+                path.kind,
                 path.rtt_ms
                     .map_or_else(|| "-".to_owned(), |rtt| format!("{rtt:.3} ms")),
                 path.bytes_sent,
                 path.bytes_received
-            );
+            ),
+            _ => println!("  path            {}", path.kind),
         }
         println!(
             "\n  verified identities: {}, data intact: {}",
@@ -287,7 +284,7 @@ async fn demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             "transfer_ms": ms(transfer_time),
             "throughput_mb_s": (throughput * 10.0).round() / 10.0,
         });
-        if let (Some(path), Some(map)) = (&path, out.as_object_mut()) {
+        if let Some(map) = out.as_object_mut() {
             map.insert("path".to_owned(), serde_json::to_value(path)?);
         }
         println!("{out}");
@@ -363,7 +360,7 @@ async fn transfer(
     Ok((sent_hash, received, received_hash, elapsed))
 }
 
-/// Two verified connections over one WebRTC link, and the link for its path report.
+/// Two verified connections over one WebRTC link, and the link to close at the end.
 struct WebRtcPair {
     to_bob: Connection,
     to_alice: Connection,

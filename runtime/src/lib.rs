@@ -42,7 +42,10 @@ pub use connection::{CallOptions, Connection, RecvStream, SendStream, Timings};
 pub use error::{CloseReason, Error, RpcError, TransportError};
 pub use handler::{Handler, HandlerError, Request, group_rpc_name, handler_fn, typed_handler};
 pub use node::{ListenOptions, Listener, Node, NodeConfig, NodeEvent};
-pub use transport::{Transport, TransportKind, TransportReceiver, TransportSender};
+pub use transport::{
+    PathCandidate, PathProbe, PathReport, Transport, TransportKind, TransportReceiver,
+    TransportSender,
+};
 pub use trust::{TrustAll, TrustFn, TrustPolicy, trust_fn};
 pub use url::normalise_ws_url;
 

@@ -8,7 +8,10 @@ use peerlink::webrtc::{
     ChannelOptions, WebRtcChannel, WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcLink, WebRtcRole,
     WebRtcTransport,
 };
-use peerlink::{Error, HandlerError, HandshakeError, Identity, Node, NodeConfig, typed_handler};
+use peerlink::{
+    CallOptions, Error, HandlerError, HandshakeError, Identity, LinkBinding, Node, NodeConfig,
+    PathReport, Role, TransportKind, handler_fn, typed_handler,
+};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -118,6 +121,86 @@ async fn nodes_handshake_over_webrtc_with_fingerprint_binding_and_call() {
         .expect("call timeout")
         .expect("call");
     assert_eq!(n, big.len());
+    alice.close().await;
+    bob.close().await;
+}
+
+/// The connection reports its WebRTC path: the selected host/udp pair on 127.0.0.1 with the
+/// other side's port, byte counters that grew with the traffic, and only the kind after close.
+/// A memory link reports its kind and no pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_path_reports_the_selected_pair_and_the_kind() {
+    let alice = node("alice");
+    let bob = node("bob");
+    bob.expose(
+        "len",
+        handler_fn(|req| async move { Ok(Bytes::from(req.body.len().to_string())) }),
+    );
+    let (a_link, a_channel, b_link, b_channel) = link_pair().await;
+    let a = WebRtcTransport::new(a_link, a_channel);
+    let b = WebRtcTransport::new(b_link, b_channel);
+    let binding = a.binding().await.expect("binding");
+    let (a_role, b_role) = (a.handshake_role(), b.handshake_role());
+    let (a_conn, b_conn) = tokio::join!(
+        timeout(BOUND, alice.connect(Box::new(a), a_role, binding.clone())),
+        timeout(BOUND, bob.connect(Box::new(b), b_role, binding)),
+    );
+    let a_conn = a_conn.expect("handshake timeout").expect("alice handshake");
+    let b_conn = b_conn.expect("handshake timeout").expect("bob handshake");
+
+    let before = a_conn.path().await;
+    // Random bytes: the wire layer would compress a repetitive payload to almost nothing.
+    let payload: Vec<u8> = (0..1 << 20).map(|_| rand::random::<u8>()).collect();
+    let n = timeout(
+        BOUND,
+        a_conn.call_raw("len", Bytes::from(payload.clone()), CallOptions::default()),
+    )
+    .await
+    .expect("call timeout")
+    .expect("call");
+    assert_eq!(n, payload.len().to_string().as_bytes());
+    let a_path = a_conn.path().await;
+    let b_path = b_conn.path().await;
+    assert_eq!(a_path.kind, TransportKind::WebRtc);
+    let (a_local, a_remote) = (
+        a_path.local.clone().expect("local candidate"),
+        a_path.remote.clone().expect("remote candidate"),
+    );
+    let b_local = b_path.local.clone().expect("peer's local candidate");
+    for c in [&a_local, &a_remote, &b_local] {
+        assert_eq!(c.candidate_type, "host", "{c}");
+        assert_eq!(c.protocol, "udp", "{c}");
+        assert_eq!(c.address, "127.0.0.1", "{c}");
+    }
+    assert_eq!(a_remote.port, b_local.port, "both sides name the same pair");
+    assert!(
+        a_path.bytes_sent >= before.bytes_sent + payload.len() as u64,
+        "sent counter grew by the payload: {before:?} -> {a_path:?}"
+    );
+    assert!(b_path.bytes_received >= payload.len() as u64, "{b_path:?}");
+    assert!(a_path.packets_sent > 0 && a_path.packets_received > 0);
+    let json = serde_json::to_value(&a_path).expect("json");
+    assert_eq!(json["kind"], "webrtc");
+    assert_eq!(json["local"]["candidateType"], "host");
+
+    a_conn.close("done").await;
+    let closed = a_conn.path().await;
+    assert_eq!(closed, PathReport::kind_only(TransportKind::WebRtc));
+
+    let (m1, m2) = peerlink::transport::memory::pair(64 << 10, 16);
+    let binding = LinkBinding::Memory("path test".into());
+    let (m_conn, _m_peer) = tokio::join!(
+        timeout(
+            BOUND,
+            alice.connect(Box::new(m1), Role::Initiator, binding.clone())
+        ),
+        timeout(BOUND, bob.connect(Box::new(m2), Role::Responder, binding)),
+    );
+    let m_conn = m_conn
+        .expect("handshake timeout")
+        .expect("memory handshake");
+    let m_path = m_conn.path().await;
+    assert_eq!(m_path, PathReport::kind_only(TransportKind::Memory));
     alice.close().await;
     bob.close().await;
 }

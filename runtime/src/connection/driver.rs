@@ -52,6 +52,7 @@ pub(crate) async fn establish(
     params: EstablishParams,
 ) -> Result<Connection, Error> {
     let kind = transport.kind();
+    let path_probe = transport.path_probe();
     let link_max = transport.max_message_size();
     let (mut tx, mut rx) = transport.split();
     let started = Instant::now();
@@ -91,6 +92,7 @@ pub(crate) async fn establish(
         remote: remote.info,
         trust_level,
         kind,
+        path_probe,
         role,
         timings: Timings {
             connect: params.connect_time,

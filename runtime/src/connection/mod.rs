@@ -29,7 +29,7 @@ pub use stream::{INITIAL_WINDOW as INITIAL_STREAM_WINDOW, RecvStream, SendStream
 
 use crate::error::{CloseReason, Error, RpcError};
 use crate::handler::Handler;
-use crate::transport::TransportKind;
+use crate::transport::{PathProbe, PathReport, TransportKind};
 
 /// Messages at least this large wait while the send queue holds [`BULK_QUEUE_LIMIT`] bytes.
 const BULK_MESSAGE: usize = 64 << 10;
@@ -83,6 +83,7 @@ pub(crate) struct Shared {
     pub(crate) remote: DeviceInfo,
     pub(crate) trust_level: TrustLevel,
     pub(crate) kind: TransportKind,
+    pub(crate) path_probe: Option<Arc<dyn PathProbe>>,
     pub(crate) role: Role,
     pub(crate) timings: Timings,
     pub(crate) handshake_hash: [u8; 32],
@@ -343,6 +344,17 @@ impl Connection {
     /// The link kind.
     pub fn transport_kind(&self) -> TransportKind {
         self.shared.kind
+    }
+
+    /// Which path carries the connection: its kind always; for WebRTC also the selected
+    /// candidate pair (host/srflx/prflx/relay, udp/tcp), the round-trip time and byte counters
+    /// once ICE selected a pair. After a close, or before a pair is selected, only the kind.
+    pub async fn path(&self) -> PathReport {
+        let probed = match &self.shared.path_probe {
+            Some(probe) if self.is_open() => probe.path().await,
+            _ => None,
+        };
+        probed.unwrap_or_else(|| PathReport::kind_only(self.shared.kind))
     }
 
     /// Whether this side dialled (initiator) or accepted (responder).

@@ -11,8 +11,11 @@ use bytes::Bytes;
 use crate::error::TransportError;
 
 pub mod memory;
+mod path;
 pub mod relay;
 pub mod websocket;
+
+pub use path::{PathCandidate, PathProbe, PathReport};
 
 /// Which kind of link a transport is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +57,11 @@ pub trait Transport: Send + 'static {
     fn max_message_size(&self) -> usize;
     /// Splits the link into independently usable halves.
     fn split(self: Box<Self>) -> (Box<dyn TransportSender>, Box<dyn TransportReceiver>);
+    /// Where the connection reads the link's [`PathReport`] from; `None` (the default) means
+    /// the report carries only [`Transport::kind`].
+    fn path_probe(&self) -> Option<std::sync::Arc<dyn PathProbe>> {
+        None
+    }
 }
 
 /// Sending half of a transport.

@@ -18,10 +18,10 @@ use super::config::{
     ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, IceUrlKind, WebRtcConfig,
 };
 use super::error::WebRtcError;
-use super::path::PathReport;
 use super::sdp;
 use super::signal::{IceCandidate, MAX_CANDIDATE_LEN, Signal};
 use super::socket::{TunedRuntime, effective_recv_buffer, window_for_buffer};
+use crate::transport::PathReport;
 
 /// Longest time the setup kicker runs (see `kick_until_channel_opens`).
 const KICK_LIMIT: Duration = Duration::from_secs(3);

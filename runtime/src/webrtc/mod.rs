@@ -13,11 +13,12 @@ mod config;
 mod error;
 mod link;
 mod path;
-mod sdp;
+pub(crate) mod sdp;
 mod signal;
 mod socket;
 mod transport;
 
+pub use crate::transport::{PathCandidate, PathReport};
 pub use channel::{ChannelReceiver, ChannelSender, ChannelState, WebRtcChannel};
 pub use config::{
     ChannelOptions, IceRestartPolicy, IceServer, IceTimeouts, IceTransportPolicy, IceUrlKind,
@@ -28,7 +29,6 @@ pub use link::{
     ENGINE_MAX_MESSAGE_SIZE, Fingerprints, LinkState, SkippedIceUrl, WebRtcEvent, WebRtcEvents,
     WebRtcLink, WebRtcRole,
 };
-pub use path::{PathCandidate, PathReport};
 pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
 pub use signal::{IceCandidate, MAX_CANDIDATE_LEN, MAX_SIGNAL_LEN, Signal};
 pub use transport::WebRtcTransport;

@@ -1,59 +1,11 @@
-//! The path report: which candidate pair carries a link, its round-trip time and counters,
+//! The WebRTC path report: which candidate pair carries a link, its round-trip time and counters,
 //! read from the engine's statistics (the browser's `getStats()` objects of the same names).
 
 use std::time::Instant;
 
 use ::webrtc::peer_connection::{PeerConnection, RTCStatsReportEntry, StatsSelector};
-use serde::Serialize;
 
-/// One end of the selected candidate pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PathCandidate {
-    /// `host`, `srflx`, `prflx` or `relay`.
-    pub candidate_type: String,
-    /// `udp` or `tcp`.
-    pub protocol: String,
-    /// The candidate's IP address (or mDNS name).
-    pub address: String,
-    /// The candidate's port.
-    pub port: u16,
-}
-
-/// Which path a WebRTC link uses and what it carried.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PathReport {
-    /// This side's candidate of the selected pair.
-    pub local: PathCandidate,
-    /// The peer's candidate of the selected pair.
-    pub remote: PathCandidate,
-    /// Latest round-trip time of the pair's ICE checks, in milliseconds (`None` until one was
-    /// measured).
-    pub rtt_ms: Option<f64>,
-    /// Bytes sent over the pair (DTLS/SCTP and STUN, as counted at the socket).
-    pub bytes_sent: u64,
-    /// Bytes received over the pair.
-    pub bytes_received: u64,
-    /// Datagrams sent over the pair.
-    pub packets_sent: u64,
-    /// Datagrams received over the pair.
-    pub packets_received: u64,
-    /// How often the selected pair changed (ICE restarts and re-nominations).
-    pub selected_pair_changes: u32,
-    /// ICE restarts this side started or asked for.
-    pub ice_restarts: u32,
-}
-
-impl std::fmt::Display for PathCandidate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} {}:{}",
-            self.candidate_type, self.protocol, self.address, self.port
-        )
-    }
-}
+use crate::transport::{PathCandidate, PathReport, TransportKind};
 
 /// Reads the selected pair from the engine's statistics; `None` while no pair is selected.
 pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option<PathReport> {
@@ -91,8 +43,9 @@ pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option
     let remote = candidate(&pair.remote_candidate_id, "RTCRemoteIceCandidate_")?;
     let rtt = pair.current_round_trip_time;
     Some(PathReport {
-        local,
-        remote,
+        kind: TransportKind::WebRtc,
+        local: Some(local),
+        remote: Some(remote),
         rtt_ms: (rtt > 0.0).then_some(rtt * 1e3),
         bytes_sent: pair.bytes_sent,
         bytes_received: pair.bytes_received,

@@ -10,9 +10,12 @@ use peerlink_core::handshake::{LinkBinding, Role};
 
 use super::channel::{ChannelReceiver, ChannelSender, WebRtcChannel};
 use super::error::WebRtcError;
+use super::link::WeakWebRtcLink;
 use super::link::{WebRtcLink, WebRtcRole};
 use crate::error::TransportError;
-use crate::transport::{Transport, TransportKind, TransportReceiver, TransportSender};
+use crate::transport::{
+    PathProbe, PathReport, Transport, TransportKind, TransportReceiver, TransportSender,
+};
 
 impl From<WebRtcError> for TransportError {
     fn from(err: WebRtcError) -> Self {
@@ -67,6 +70,10 @@ impl Transport for WebRtcTransport {
         self.channel.sender.max_message_size()
     }
 
+    fn path_probe(&self) -> Option<std::sync::Arc<dyn PathProbe>> {
+        Some(std::sync::Arc::new(self.link.downgrade()))
+    }
+
     fn split(self: Box<Self>) -> (Box<dyn TransportSender>, Box<dyn TransportReceiver>) {
         let this = *self;
         let (sender, receiver) = this.channel.split();
@@ -114,5 +121,14 @@ impl TransportReceiver for WebRtcReceiver {
     async fn recv(&mut self) -> Result<Option<Bytes>, TransportError> {
         // `mpsc::Receiver::recv` is cancel-safe, as the trait requires.
         Ok(self.receiver.recv().await)
+    }
+}
+
+/// The connection reads the path through a weak handle, so a [`crate::Connection`] kept after
+/// its close does not keep the peer connection alive.
+#[async_trait]
+impl PathProbe for WeakWebRtcLink {
+    async fn path(&self) -> Option<PathReport> {
+        self.upgrade()?.path().await
     }
 }
