@@ -10,12 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use peerlink::webrtc::compact::{CodeKind, CompactSignal};
-use peerlink::webrtc::{
-    ChannelOptions, IceServer, WebRtcChannel, WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcLink,
-    WebRtcRole, WebRtcTransport,
-};
-use peerlink::{HandlerError, Identity, Node, NodeConfig, typed_handler};
+use peerlink::webrtc::compact::{CodeAnswer, CodeKind, CodeOffer, CompactSignal};
+use peerlink::webrtc::{IceServer, WebRtcConfig};
+use peerlink::{Connection, HandlerError, Identity, Node, NodeConfig, typed_handler};
 use peerlink_core::modem;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -150,6 +147,7 @@ fn config(args: &LinkArgs) -> WebRtcConfig {
         },
         ..base
     }
+    .for_codes()
 }
 
 /// A node that answers `ping` and reports when the peer pinged it.
@@ -176,11 +174,8 @@ fn node(args: &LinkArgs) -> Result<(Node, mpsc::UnboundedReceiver<()>), BoxError
 async fn run_offer(args: OfferArgs) -> Result<(), BoxError> {
     let bound = Duration::from_secs(args.link.timeout);
     let (node, pinged) = node(&args.link)?;
-    let (link, mut events) = WebRtcLink::new(config(&args.link), WebRtcRole::Offerer).await?;
-    let channel = link
-        .create_channel("peerlink", ChannelOptions::default())
-        .await?;
-    let code = link.offer_code(&mut events).await?;
+    let offer = CodeOffer::create(config(&args.link)).await?;
+    let code = offer.code();
     let bytes = code.to_bytes()?;
     let text = code.to_text()?;
     println!("{text}");
@@ -228,11 +223,8 @@ async fn run_offer(args: OfferArgs) -> Result<(), BoxError> {
             Err(err) => eprintln!("not a code ({err}); try again"),
         }
     };
-    link.accept_answer_code(&answer).await?;
-    timeout(bound, channel.opened())
-        .await
-        .map_err(|_| "timed out connecting")??;
-    finish(node, pinged, link, channel, events, bound).await
+    let conn = offer.connect(&node, &answer, bound).await?;
+    finish(node, pinged, conn, bound).await
 }
 
 /// Lines typed or piped on stdin (read on a plain thread: the runtime has no stdin driver).
@@ -253,49 +245,25 @@ async fn run_answer(args: AnswerArgs) -> Result<(), BoxError> {
     let bound = Duration::from_secs(args.link.timeout);
     let offer = CompactSignal::from_text(&args.code)?;
     let (node, pinged) = node(&args.link)?;
-    let (link, mut events) = WebRtcLink::new(config(&args.link), WebRtcRole::Answerer).await?;
-    let answer = link.answer_code(&mut events, &offer).await?;
-    println!("{}", answer.to_text()?);
+    let answer = CodeAnswer::create(config(&args.link), &offer).await?;
+    println!("{}", answer.code().to_text()?);
     std::io::stdout().flush()?;
     eprintln!(
         "answer code: {} bytes; give it to the offering side",
-        answer.to_bytes()?.len()
+        answer.code().to_bytes()?.len()
     );
-    let channel = timeout(bound, async {
-        while let Some(event) = events.next().await {
-            if let WebRtcEvent::Channel(channel) = event {
-                return Some(channel);
-            }
-        }
-        None
-    })
-    .await
-    .map_err(|_| "timed out waiting for the offerer to connect")?
-    .ok_or("the link closed before a channel opened")?;
-    finish(node, pinged, link, channel, events, bound).await
+    let conn = answer.connect(&node, bound).await?;
+    finish(node, pinged, conn, bound).await
 }
 
-/// Runs the peerlink handshake over the channel, pings the peer, waits to be pinged back,
-/// and prints the verified remote identity.
+/// Pings the peer over the verified connection, waits to be pinged back, and prints the
+/// verified remote identity.
 async fn finish(
     node: Node,
     mut pinged: mpsc::UnboundedReceiver<()>,
-    link: WebRtcLink,
-    channel: WebRtcChannel,
-    events: WebRtcEvents,
+    conn: Connection,
     bound: Duration,
 ) -> Result<(), BoxError> {
-    // Nothing else is read from the link's events; keep draining them.
-    tokio::spawn(async move {
-        let mut events = events;
-        while events.next().await.is_some() {}
-    });
-    let transport = WebRtcTransport::new(link, channel);
-    let binding = transport.binding().await?;
-    let role = transport.handshake_role();
-    let conn = timeout(bound, node.connect(Box::new(transport), role, binding))
-        .await
-        .map_err(|_| "timed out in the handshake")??;
     let started = Instant::now();
     let reply: String = timeout(bound, conn.call("ping", &"hello".to_owned()))
         .await

@@ -253,6 +253,72 @@ pub struct WebRtcConfig {
     pub ice_timeouts: IceTimeouts,
     /// When the link restarts ICE by itself.
     pub ice_restart: IceRestartPolicy,
+    /// This side's ICE username fragment and password (`None`: the engine draws 16 + 32
+    /// letters). Links made for compact codes use [`IceCredentials::generate_short`], which
+    /// saves 15 bytes per code. An ICE restart keeps these credentials.
+    pub ice_credentials: Option<IceCredentials>,
+}
+
+/// The 64 characters ICE allows in a username fragment and password (`ice-char`, RFC 8839).
+const ICE_CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Local ICE credentials (`a=ice-ufrag`, `a=ice-pwd`). The password is redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IceCredentials {
+    ufrag: String,
+    pwd: String,
+}
+
+impl std::fmt::Debug for IceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceCredentials")
+            .field("ufrag", &self.ufrag)
+            .field("pwd", &"<redacted>")
+            .finish()
+    }
+}
+
+impl IceCredentials {
+    /// Shortest ufrag RFC 8445 allows (24 bits of randomness at 6 bits per character).
+    pub const SHORT_UFRAG_LEN: usize = 4;
+    /// Shortest password RFC 8445 allows (128 bits: 22 characters carry 132).
+    pub const SHORT_PWD_LEN: usize = 22;
+
+    /// Fresh random credentials of the minimum lengths, drawn from the operating system's
+    /// random source over all 64 ICE characters.
+    pub fn generate_short() -> Self {
+        use rand::RngCore as _;
+        let mut random = [0u8; Self::SHORT_UFRAG_LEN + Self::SHORT_PWD_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut random);
+        // 64 divides 256: the low six bits of a uniform byte are uniform.
+        let mut chars = random
+            .iter()
+            .map(|b| char::from(ICE_CHARS[usize::from(b & 63)]));
+        let ufrag = chars.by_ref().take(Self::SHORT_UFRAG_LEN).collect();
+        let pwd = chars.collect();
+        Self { ufrag, pwd }
+    }
+
+    /// Given credentials, if they are valid: 4–256 and 22–256 ICE characters.
+    pub fn new(ufrag: &str, pwd: &str) -> Option<Self> {
+        let valid = |s: &str, min: usize| {
+            (min..=256).contains(&s.len()) && s.bytes().all(|b| ICE_CHARS.contains(&b))
+        };
+        (valid(ufrag, Self::SHORT_UFRAG_LEN) && valid(pwd, Self::SHORT_PWD_LEN)).then(|| Self {
+            ufrag: ufrag.to_owned(),
+            pwd: pwd.to_owned(),
+        })
+    }
+
+    /// The username fragment.
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// The password.
+    pub fn pwd(&self) -> &str {
+        &self.pwd
+    }
 }
 
 /// ICE liveness timers; `None` keeps the engine's default.
@@ -306,6 +372,7 @@ impl Default for WebRtcConfig {
             tuning: Tuning::default(),
             ice_timeouts: IceTimeouts::default(),
             ice_restart: IceRestartPolicy::default(),
+            ice_credentials: None,
         }
     }
 }
@@ -317,5 +384,40 @@ impl WebRtcConfig {
             bind_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             ..Self::default()
         }
+    }
+
+    /// A configuration for links made by compact codes: non-trickle (one description each
+    /// way holds every candidate) and short fresh ICE credentials.
+    pub fn for_codes(self) -> Self {
+        Self {
+            trickle: false,
+            ice_credentials: Some(IceCredentials::generate_short()),
+            ..self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_credentials_have_minimum_lengths_ice_chars_and_differ() {
+        let a = IceCredentials::generate_short();
+        let b = IceCredentials::generate_short();
+        assert_eq!(a.ufrag().len(), 4);
+        assert_eq!(a.pwd().len(), 22);
+        assert!(IceCredentials::new(a.ufrag(), a.pwd()).is_some());
+        assert_ne!(a, b, "fresh randomness each time");
+        assert!(!format!("{a:?}").contains(a.pwd()), "password redacted");
+    }
+
+    #[test]
+    fn invalid_credentials_are_refused() {
+        assert!(IceCredentials::new("abc", "a".repeat(22).as_str()).is_none());
+        assert!(IceCredentials::new("abcd", "a".repeat(21).as_str()).is_none());
+        assert!(IceCredentials::new("ab:d", "a".repeat(22).as_str()).is_none());
+        assert!(IceCredentials::new("abcd", "a".repeat(257).as_str()).is_none());
+        assert!(IceCredentials::new("ab+/", "a".repeat(22).as_str()).is_some());
     }
 }

@@ -21,8 +21,8 @@ mod transport;
 pub use crate::transport::{PathCandidate, PathReport};
 pub use channel::{ChannelReceiver, ChannelSender, ChannelState, WebRtcChannel};
 pub use config::{
-    ChannelOptions, IceRestartPolicy, IceServer, IceTimeouts, IceTransportPolicy, IceUrlKind,
-    SendPacing, Tuning, WebRtcConfig,
+    ChannelOptions, IceCredentials, IceRestartPolicy, IceServer, IceTimeouts, IceTransportPolicy,
+    IceUrlKind, SendPacing, Tuning, WebRtcConfig,
 };
 pub use error::WebRtcError;
 pub use link::{
