@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use peerlink_core::manager::{
-    Backoff, ConnectionTable, DialPlanner, GroupReadyAction, GroupReadyTracker, Health, HubRole,
-    LinkDecision, LinkInfo, ManagerConfig, PathKind, PingOutcome, RejectReason, TrackedDevice,
-    elect_hub, hub_role,
+    Backoff, ConnectionTable, DeviceStatus, DialPlanner, GroupReadyAction, GroupReadyTracker,
+    Health, HubRole, LinkDecision, LinkInfo, ManagerConfig, PathKind, PingOutcome, RejectReason,
+    TrackedDevice, elect_hub, hub_role,
 };
 
 fn link(device: &str, id: u64, path: PathKind, now: Instant) -> LinkInfo {
@@ -286,4 +286,60 @@ fn hub_election_is_agreed_and_fails_over_to_the_next_member() {
     assert!(alive.contains(&next));
     // Small groups stay a mesh.
     assert_eq!(hub_role("room", "peer0", &members, 30), HubRole::Mesh);
+}
+
+#[test]
+fn a_lost_link_is_redialled_after_its_backoff_not_the_cooldown() {
+    let config = ManagerConfig::default();
+    let t0 = Instant::now();
+    let mut p = DialPlanner::new(config, "me-1", "me");
+    p.upsert(TrackedDevice::new(
+        "u1-a",
+        "u1",
+        groups(&["g"]),
+        [PathKind::Ws],
+    ));
+    let none = BTreeSet::new();
+    let plan = p.plan(t0, &none);
+    assert_eq!(plan.len(), 1);
+    p.connected("u1-a");
+    let connected: BTreeSet<String> = ["u1-a".to_owned()].into();
+    assert!(
+        p.plan(t0, &connected).is_empty(),
+        "connected: nothing to dial"
+    );
+    assert_eq!(p.next_due(t0), None);
+
+    // The link is lost; the driver holds the device back for 1 s of backoff.
+    p.disconnected("u1-a");
+    p.retry_at("u1-a", t0 + Duration::from_secs(1));
+    assert!(p.plan(t0, &none).is_empty(), "held back by the backoff");
+    assert_eq!(p.next_due(t0), Some(t0 + Duration::from_secs(1)));
+    let plan = p.plan(t0 + Duration::from_secs(1), &none);
+    assert_eq!(plan.len(), 1, "due after the backoff");
+
+    // The re-dial fails: the next attempt waits for the next backoff step (2 s), not 60 s.
+    let t1 = t0 + Duration::from_secs(1);
+    p.reconnect_failed("u1-a", t1, t1 + Duration::from_secs(2));
+    let d = p.device("u1-a").expect("tracked");
+    assert_eq!(d.status, DeviceStatus::ConnectedThenDisconnected);
+    assert_eq!(d.failure_count, 1);
+    assert!(p.plan(t1 + Duration::from_secs(1), &none).is_empty());
+    assert_eq!(p.next_due(t1), Some(t1 + Duration::from_secs(2)));
+    assert_eq!(p.plan(t1 + Duration::from_secs(2), &none).len(), 1);
+
+    // A first dial that fails waits the cooldown, and next_due says when.
+    p.upsert(TrackedDevice::new(
+        "u2-a",
+        "u2",
+        groups(&["g"]),
+        [PathKind::Ws],
+    ));
+    let plan = p.plan(t1 + Duration::from_secs(2), &none);
+    assert_eq!(plan.len(), 1);
+    p.failed("u2-a", t1 + Duration::from_secs(2));
+    assert_eq!(
+        p.next_due(t1 + Duration::from_secs(2)),
+        Some(t1 + Duration::from_secs(62))
+    );
 }

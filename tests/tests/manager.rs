@@ -7,54 +7,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{BOUND, identity};
+use common::BOUND;
+use common::manager::{managed, wait_for, ws_link};
 use peerlink::core::device_message::DeliveryStatus;
 use peerlink::core::manager::{ManagerConfig, PathKind};
 use peerlink::manager::{ConnectionManager, ManagerEvent};
-use peerlink::transport::memory;
-use peerlink::{HandlerError, LinkBinding, Node, NodeConfig, Role, RpcError, typed_handler};
-
-fn managed(user: &str, device: &str, config: ManagerConfig) -> ConnectionManager {
-    let id = identity();
-    let node = Node::new(NodeConfig::new(id.clone(), user, device)).expect("node");
-    ConnectionManager::new(node, id, user, device, config).expect("manager")
-}
-
-async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use peerlink::{HandlerError, RpcError, typed_handler};
 
 async fn link(a: &ConnectionManager, b: &ConnectionManager) {
-    let listener = b.node().listen("127.0.0.1:0").await.expect("listen");
-    tokio::time::timeout(BOUND, a.dial(&listener.url()))
-        .await
-        .expect("dial in bound")
-        .expect("dial");
-    let (a2, bid) = (a.clone(), b.device_id().to_owned());
-    let (b2, aid) = (b.clone(), a.device_id().to_owned());
-    wait_for("both sides linked", move || {
-        a2.connection(&bid).is_some() && b2.connection(&aid).is_some()
-    })
-    .await;
+    ws_link(a, b).await;
 }
 
 async fn memory_link(a: &ConnectionManager, b: &ConnectionManager) {
-    let (x, y) = memory::pair(1 << 20, 64);
-    let binding = LinkBinding::Memory("upgrade".into());
-    let (ra, rb) = tokio::join!(
-        a.node()
-            .connect(Box::new(x), Role::Initiator, binding.clone()),
-        b.node().connect(Box::new(y), Role::Responder, binding),
-    );
-    ra.expect("initiator");
-    rb.expect("responder");
+    common::manager::memory_link(a.node(), b.node()).await;
 }
 
 #[tokio::test]

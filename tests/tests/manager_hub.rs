@@ -6,14 +6,19 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::manager::wait_for;
 use common::{BOUND, identity};
 use peerlink::core::manager::{HubRole, ManagerConfig};
 use peerlink::manager::{ConnectionManager, ManagerEvent, UpgradeConfig};
 use peerlink::webrtc::WebRtcConfig;
-use peerlink::{HandlerError, Node, NodeConfig, Request, handler_fn};
+use peerlink::{HandlerError, ListenOptions, Node, NodeConfig, Request, handler_fn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 
 const GROUP: &str = "g";
 
@@ -22,11 +27,16 @@ type Inbox = Arc<Mutex<BTreeMap<String, Vec<u32>>>>;
 fn peer(device: &str, inbox: &Inbox) -> ConnectionManager {
     let mut config = ManagerConfig::default();
     config.hub_threshold = 4;
+    let m = peer_with(device, inbox, config);
+    m.enable_webrtc_upgrade(UpgradeConfig::new(WebRtcConfig::loopback()));
+    m
+}
+
+fn peer_with(device: &str, inbox: &Inbox, config: ManagerConfig) -> ConnectionManager {
     let id = identity();
     let user = format!("user-{device}");
     let node = Node::new(NodeConfig::new(id.clone(), &user, device)).expect("node");
     let m = ConnectionManager::new(node, id, user, device, config).expect("manager");
-    m.enable_webrtc_upgrade(UpgradeConfig::new(WebRtcConfig::loopback()));
     m.add_group(GROUP);
     let (inbox, me) = (Arc::clone(inbox), device.to_owned());
     m.expose_group(
@@ -49,23 +59,79 @@ fn peer(device: &str, inbox: &Inbox) -> ConnectionManager {
     m
 }
 
-async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn ws_link(a: &ConnectionManager, b: &ConnectionManager) {
     let listener = b.node().listen("127.0.0.1:0").await.expect("listen");
     tokio::time::timeout(BOUND, a.dial(&listener.url()))
         .await
         .expect("dial in bound")
         .expect("dial");
+}
+
+/// A TCP proxy on loopback that can freeze: once frozen it forwards nothing and closes
+/// nothing, so the far side's close never reaches the near side (a half-open link, as when a
+/// device vanishes without a goodbye).
+struct FreezingProxy {
+    url: String,
+    frozen: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    /// A proxy at `listener` (bound first, so the target can advertise its URL) to `target`.
+    fn start(listener: TcpListener, target: std::net::SocketAddr) -> Self {
+        let url = format!("ws://{}", listener.local_addr().expect("addr"));
+        let frozen = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let frozen = Arc::clone(&frozen);
+            async move {
+                let Ok((near, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(far) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let (near_r, near_w) = near.into_split();
+                let (far_r, far_w) = far.into_split();
+                tokio::join!(
+                    pump(near_r, far_w, Arc::clone(&frozen)),
+                    pump(far_r, near_w, frozen),
+                );
+            }
+        });
+        Self { url, frozen, task }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies until the end; when frozen it drops what it reads and, at the end, keeps the
+/// write half open until the proxy is dropped.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, frozen: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await.unwrap_or(0);
+        if frozen.load(Ordering::Acquire) {
+            if n == 0 {
+                // Hold `to` open (the proxy task is aborted at the end of the test).
+                std::future::pending::<()>().await;
+            }
+            continue;
+        }
+        let Some(data) = buf.get(..n).filter(|d| !d.is_empty()) else {
+            return;
+        };
+        if to.write_all(data).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Who received broadcast `n`, and how many times each.
@@ -218,4 +284,107 @@ async fn broadcasts_resume_through_a_new_hub_after_the_hub_dies() {
             );
         }
     }
+}
+
+/// The hub dies while one member's own link to it stays half-open (nothing tells that member
+/// the link is gone, and its pings would take three intervals to drop it). That member learns
+/// of the death through the group: the others report it, it checks with one ping, drops the
+/// dead link, elects the same new hub as everyone else, and its broadcasts reach every
+/// remaining peer through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_link_to_the_hub_stays_open_learns_of_its_death_from_the_group() {
+    let inbox: Inbox = Arc::default();
+    let mut config = ManagerConfig::default();
+    config.hub_threshold = 4;
+    // Pings alone would notice only after a long while; the report does it.
+    config.ping_interval = Duration::from_secs(600);
+    config.ping_timeout = Duration::from_secs(1);
+    let ids: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+    let peers: BTreeMap<String, ConnectionManager> = ids
+        .iter()
+        .map(|d| (d.clone(), peer_with(d, &inbox, config.clone())))
+        .collect();
+    for m in peers.values() {
+        m.set_group_members(GROUP, ids.iter().cloned());
+    }
+    let (Some(hub), Some(standby)) = peers[&ids[0]].hubs(GROUP) else {
+        panic!("a hub and a standby");
+    };
+    let late = ids
+        .iter()
+        .find(|d| **d != hub && **d != standby)
+        .expect("a spoke")
+        .clone();
+    // Star around the hub and the standby; `late` reaches the hub through the proxy.
+    let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let options = ListenOptions {
+        advertised: vec![format!("ws://{}", front.local_addr().expect("addr"))],
+    };
+    let listener = peers[&hub]
+        .node()
+        .listen_with("127.0.0.1:0", options)
+        .await
+        .expect("listen");
+    let proxy = FreezingProxy::start(front, listener.local_addr());
+    for (d, m) in &peers {
+        if *d == late {
+            tokio::time::timeout(BOUND, m.dial(&proxy.url))
+                .await
+                .expect("dial in bound")
+                .expect("dial through the proxy");
+        } else if *d != hub {
+            ws_link(m, &peers[&hub]).await;
+        }
+        if *d != hub && *d != standby {
+            ws_link(m, &peers[&standby]).await;
+        }
+    }
+    let (all, h, s) = (peers.clone(), hub.clone(), standby.clone());
+    wait_for("every link up on both sides", move || {
+        all.iter().all(|(d, m)| {
+            let want = if *d == h || *d == s { 9 } else { 2 };
+            m.connected_devices().len() == want
+        })
+    })
+    .await;
+    let reached = tokio::time::timeout(BOUND, peers[&late].broadcast_group(GROUP, "news", &1u32))
+        .await
+        .expect("in bound")
+        .expect("broadcast through the hub");
+    assert_eq!(reached.len(), 9);
+
+    // The hub dies; `late`'s link to it stays open on its side.
+    proxy.freeze();
+    let dead = peers[&hub].clone();
+    dead.shutdown();
+    tokio::time::timeout(BOUND, dead.node().close())
+        .await
+        .expect("the hub closes in bound");
+    let remaining: BTreeMap<String, ConnectionManager> =
+        peers.into_iter().filter(|(d, _)| *d != hub).collect();
+    let (m, s) = (remaining[&late].clone(), standby.clone());
+    wait_for("the half-open member elects the new hub", move || {
+        m.hubs(GROUP).0.as_deref() == Some(s.as_str())
+    })
+    .await;
+    assert!(
+        remaining[&late].connection(&hub).is_none(),
+        "the dead hub's half-open link was dropped after the unanswered check"
+    );
+    for (d, m) in &remaining {
+        assert_eq!(m.hubs(GROUP).0.as_deref(), Some(standby.as_str()), "{d}");
+    }
+    let reached = tokio::time::timeout(
+        BOUND,
+        remaining[&late].broadcast_group(GROUP, "news", &2u32),
+    )
+    .await
+    .expect("in bound")
+    .expect("broadcast through the new hub");
+    let others: Vec<String> = remaining.keys().filter(|d| **d != late).cloned().collect();
+    assert_eq!(reached, others);
+    let got = receivers(&inbox, 2);
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), others);
+    assert!(got.values().all(|c| *c == 1), "each peer ran it once");
+    drop(proxy);
 }

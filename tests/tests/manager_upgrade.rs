@@ -9,45 +9,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{BOUND, identity};
+use common::BOUND;
+use common::manager::{wait_for, ws_link};
 use peerlink::core::device_message::DeliveryStatus;
 use peerlink::core::manager::{ManagerConfig, PathKind};
 use peerlink::manager::{ConnectionManager, UpgradeConfig};
 use peerlink::webrtc::WebRtcConfig;
-use peerlink::{HandlerError, Node, NodeConfig, TransportKind, typed_handler};
+use peerlink::{HandlerError, TransportKind, typed_handler};
 
 fn managed(device: &str, config: ManagerConfig, upgrade: UpgradeConfig) -> ConnectionManager {
-    let id = identity();
-    let user = format!("user-{device}");
-    let node = Node::new(NodeConfig::new(id.clone(), &user, device)).expect("node");
-    let manager = ConnectionManager::new(node, id, user, device, config).expect("manager");
+    let manager = common::manager::managed(&format!("user-{device}"), device, config);
     manager.enable_webrtc_upgrade(upgrade);
     manager
-}
-
-async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn ws_link(a: &ConnectionManager, b: &ConnectionManager) {
-    let listener = b.node().listen("127.0.0.1:0").await.expect("listen");
-    tokio::time::timeout(BOUND, a.dial(&listener.url()))
-        .await
-        .expect("dial in bound")
-        .expect("dial");
-    let (a2, bid) = (a.clone(), b.device_id().to_owned());
-    let (b2, aid) = (b.clone(), a.device_id().to_owned());
-    wait_for("both sides linked", move || {
-        a2.connection(&bid).is_some() && b2.connection(&aid).is_some()
-    })
-    .await;
 }
 
 fn kind(m: &ConnectionManager, device: &str) -> Option<TransportKind> {
@@ -220,10 +193,7 @@ async fn a_thousand_calls_in_flight_while_websocket_moves_to_webrtc_complete_exa
 
 #[tokio::test]
 async fn an_upgrade_is_refused_when_not_enabled() {
-    let id = identity();
-    let node = Node::new(NodeConfig::new(id.clone(), "user-x", "x")).expect("node");
-    let x =
-        ConnectionManager::new(node, id, "user-x", "x", ManagerConfig::default()).expect("manager");
+    let x = common::manager::managed("user-x", "x", ManagerConfig::default());
     let err = x.upgrade("y").await.expect_err("disabled");
     assert_eq!(err.code(), "upgrade_disabled");
 }
@@ -236,9 +206,7 @@ async fn a_peer_without_upgrades_keeps_the_websocket_path() {
     upgrade.automatic = false;
     upgrade.open_timeout = Duration::from_secs(2);
     let a = managed("a", config.clone(), upgrade);
-    let id = identity();
-    let node = Node::new(NodeConfig::new(id.clone(), "user-c", "c")).expect("node");
-    let c = ConnectionManager::new(node, id, "user-c", "c", config).expect("manager");
+    let c = common::manager::managed("user-c", "c", config);
     c.node().expose(
         "double",
         typed_handler(|n: u32| async move { Ok::<u32, HandlerError>(n * 2) }),

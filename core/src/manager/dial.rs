@@ -50,6 +50,8 @@ pub struct TrackedDevice {
     pub preferred_for_groups: BTreeSet<String>,
     /// Paths it can be reached by (from its advertised addresses and signaling).
     pub paths: BTreeSet<PathKind>,
+    /// Not dialled before this instant (a reconnect waiting out its backoff).
+    pub retry_at: Option<Instant>,
 }
 
 impl TrackedDevice {
@@ -69,6 +71,7 @@ impl TrackedDevice {
             groups: groups.into_iter().collect(),
             preferred_for_groups: BTreeSet::new(),
             paths: paths.into_iter().collect(),
+            retry_at: None,
         }
     }
 }
@@ -165,11 +168,60 @@ impl DialPlanner {
         }
     }
 
+    /// Holds a device back until `at` (a lost link waits out its reconnect backoff).
+    pub fn retry_at(&mut self, device_id: &str, at: Instant) {
+        if let Some(d) = self.devices.get_mut(device_id) {
+            d.retry_at = Some(at);
+        }
+    }
+
+    /// Records that re-dialling a device whose link was lost failed at `now`: unlike
+    /// [`DialPlanner::failed`] it stays a reconnect (status `ConnectedThenDisconnected`) and is
+    /// dialled again at `retry_at`, the next backoff step, instead of after the cooldown.
+    pub fn reconnect_failed(&mut self, device_id: &str, now: Instant, retry_at: Instant) {
+        self.in_flight.remove(device_id);
+        if let Some(d) = self.devices.get_mut(device_id) {
+            d.status = DeviceStatus::ConnectedThenDisconnected;
+            d.failure_count = d.failure_count.saturating_add(1);
+            d.last_attempt = Some(now);
+            d.retry_at = Some(retry_at);
+        }
+    }
+
+    /// The earliest instant after `now` at which a device held back (backoff or cooldown)
+    /// becomes eligible, so a driver knows when to plan again.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        self.devices
+            .values()
+            .filter(|d| {
+                !self.in_flight.contains(&d.device_id) && d.status != DeviceStatus::Connected
+            })
+            .filter_map(|d| {
+                let cooldown = match (d.status, d.last_attempt) {
+                    (DeviceStatus::TriedButFailed, Some(at)) => {
+                        Some(at + self.config.retry_cooldown)
+                    }
+                    _ => None,
+                };
+                cooldown.max(d.retry_at)
+            })
+            .filter(|at| *at > now)
+            .min()
+    }
+
+    /// Tracked devices.
+    pub fn devices(&self) -> impl Iterator<Item = &TrackedDevice> {
+        self.devices.values()
+    }
+
     fn eligible(&self, d: &TrackedDevice, now: Instant, connected: &BTreeSet<String>) -> bool {
         if connected.contains(&d.device_id) || self.in_flight.contains(&d.device_id) {
             return false;
         }
         if d.paths.is_empty() {
+            return false;
+        }
+        if d.retry_at.is_some_and(|at| now < at) {
             return false;
         }
         match (d.status, d.last_attempt) {

@@ -9,6 +9,14 @@
 //! takes over at once; members that lack a link to the new standby open one (a WebRTC
 //! upgrade signalled over device messages when upgrades are on, otherwise the host dials on
 //! [`ManagerEvent::HubChanged`]).
+//!
+//! A member also learns of a death through the group, not only through its own link: a
+//! member that marks a device down (its link closed) tells its group neighbours with a
+//! [`MEMBER_DOWN`] notification. A receiver without a link to that device takes the report;
+//! one with a link checks it with a ping first (its own link may still look open, half-open
+//! or slower to notice) and, if the ping goes unanswered, closes the link. Each device passes
+//! a report on once, when it first marks the device down, so it reaches members two hops
+//! away and the group agrees on the new hub within about one ping timeout.
 
 use std::collections::BTreeSet;
 
@@ -23,17 +31,20 @@ use crate::handler::{HandlerError, Request, group_rpc_name};
 
 /// Connection-level RPC: the hub runs a group broadcast and relays it to the other members.
 pub const HUB_RELAY: &str = "peerlinkHubRelay";
+/// Connection-level notification: the sender saw a group member's link die (MessagePack
+/// `[group, device]`).
+pub const MEMBER_DOWN: &str = "peerlinkMemberDown";
 
 /// A relay request: MessagePack `[group, name]` followed by the broadcast's encoded
 /// arguments, passed on untouched.
-fn encode_relay(group: &str, name: &str, args: &[u8]) -> Result<Bytes, RpcError> {
+pub(crate) fn encode_relay(group: &str, name: &str, args: &[u8]) -> Result<Bytes, RpcError> {
     let mut body =
         rmp_serde::to_vec(&(group, name)).map_err(|e| RpcError::Encode(e.to_string()))?;
     body.extend_from_slice(args);
     Ok(Bytes::from(body))
 }
 
-fn decode_relay(body: &Bytes) -> Result<(String, String, Bytes), HandlerError> {
+pub(crate) fn decode_relay(body: &Bytes) -> Result<(String, String, Bytes), HandlerError> {
     let mut cursor = std::io::Cursor::new(&body[..]);
     let (group, name): (String, String) = rmp_serde::from_read(&mut cursor)
         .map_err(|e| HandlerError::new("bad_request", e.to_string()))?;
@@ -136,10 +147,73 @@ impl ConnectionManager {
         }
     }
 
-    /// A device's current link closed: it no longer counts as a live member.
+    /// A device's current link closed (or members reported it dead): it no longer counts as
+    /// a live member, and the group neighbours hear of it once.
     pub(super) fn hub_member_lost(&self, device_id: &str) {
-        lock(&self.inner.state).down.insert(device_id.to_owned());
+        let reports: Vec<(Connection, String)> = {
+            let mut st = lock(&self.inner.state);
+            if !st.down.insert(device_id.to_owned()) {
+                return;
+            }
+            let groups: Vec<String> = st
+                .rosters
+                .iter()
+                .filter(|(_, r)| r.contains(device_id))
+                .map(|(g, _)| g.clone())
+                .collect();
+            st.entries
+                .iter()
+                .filter(|(d, _)| d.as_str() != device_id)
+                .flat_map(|(_, e)| {
+                    groups
+                        .iter()
+                        .filter(|g| e.groups.contains(*g))
+                        .map(|g| (e.connection.clone(), g.clone()))
+                })
+                .collect()
+        };
         self.recompute_hubs();
+        if reports.is_empty() {
+            return;
+        }
+        let device = device_id.to_owned();
+        tokio::spawn(async move {
+            for (c, group) in reports {
+                let _ = c.notify(MEMBER_DOWN, &(&group, &device)).await;
+            }
+        });
+    }
+
+    /// A member reported `device` of `group` dead: taken as is when this device has no link
+    /// to it, checked with a ping when it has one.
+    pub(super) async fn on_member_down(&self, req: Request) -> Result<bytes::Bytes, HandlerError> {
+        let (group, device): (String, String) = req.args()?;
+        let reporter = req.connection.remote().device_id.clone();
+        let known = {
+            let st = lock(&self.inner.state);
+            let in_group = st.rosters.get(&group).is_some_and(|r| r.contains(&device))
+                && st
+                    .entries
+                    .get(&reporter)
+                    .is_some_and(|e| e.groups.contains(&group));
+            if !in_group || device == self.inner.device_id || st.down.contains(&device) {
+                return Ok(bytes::Bytes::new());
+            }
+            st.entries.get(&device).map(|e| e.connection.clone())
+        };
+        match known {
+            None => self.hub_member_lost(&device),
+            Some(c) => {
+                let timeout = self.inner.config.ping_timeout;
+                let alive = matches!(tokio::time::timeout(timeout, c.ping()).await, Ok(Ok(_)));
+                if !alive {
+                    // Closing runs the usual removal, which marks it down and reports it.
+                    c.close("unanswered ping after a member reported it down")
+                        .await;
+                }
+            }
+        }
+        Ok(bytes::Bytes::new())
     }
 
     /// A device got a link: it counts as live again.

@@ -31,7 +31,8 @@ use peerlink_core::device_message::{
     RouteDecision, Router, RouterConfig,
 };
 use peerlink_core::manager::{
-    ConnectionTable, Health, LinkDecision, LinkInfo, ManagerConfig, PathKind, PingOutcome,
+    ConnectionTable, DialPlanner, Health, LinkDecision, LinkInfo, ManagerConfig, PathKind,
+    PingOutcome,
 };
 use peerlink_core::{DeviceInfo, Identity};
 use serde::Serialize;
@@ -45,10 +46,12 @@ use crate::handler::{Handler, HandlerError, Request, group_rpc_name, handler_fn}
 use crate::node::{Node, NodeEvent};
 use crate::transport::TransportKind;
 
-mod hub;
+mod dialer;
+pub(crate) mod hub;
 mod upgrade;
 
-pub use hub::HUB_RELAY;
+pub use dialer::{Candidate, DialFn};
+pub use hub::{HUB_RELAY, MEMBER_DOWN};
 pub use upgrade::{UpgradeConfig, WEBRTC_CONTEXT};
 
 /// Connection-level RPC: deliver or relay a device message.
@@ -86,6 +89,13 @@ pub enum ManagerError {
     /// WebRTC upgrades are not enabled ([`ConnectionManager::enable_webrtc_upgrade`]).
     #[error("WebRTC upgrade is not enabled")]
     UpgradeDisabled,
+    /// No way to dial this path: the default dialler knows WebSocket URLs and the WebRTC
+    /// upgrade; other paths need [`ConnectionManager::set_dialer`].
+    #[error("no dialler for the {path} path")]
+    NoDialer {
+        /// The path.
+        path: PathKind,
+    },
     /// The upgrade to a direct WebRTC link did not complete; the current path stays.
     #[error("WebRTC upgrade to {device_id:?} failed: {reason}")]
     UpgradeFailed {
@@ -105,6 +115,7 @@ impl ManagerError {
             Self::Rpc(e) => e.code(),
             Self::DeviceMessage(_) => "device_message",
             Self::Node(e) => e.code(),
+            Self::NoDialer { .. } => "no_dialer",
             Self::UpgradeDisabled => "upgrade_disabled",
             Self::UpgradeFailed { .. } => "upgrade_failed",
         }
@@ -151,6 +162,22 @@ pub enum ManagerEvent {
         device_id: String,
         /// The group.
         group_id: String,
+    },
+    /// The device's WebRTC link lost its path; the manager restarts ICE first, keeping the
+    /// connection. If the path does not come back in time the connection closes
+    /// ([`ManagerEvent::Removed`]) and a candidate device is dialled again with backoff.
+    IceRestarting {
+        /// Remote device.
+        device_id: String,
+        /// The connection kept across the restart.
+        connection_id: u64,
+    },
+    /// The ICE restart found a path again: the same connection carries on.
+    IceRestarted {
+        /// Remote device.
+        device_id: String,
+        /// The connection kept across the restart.
+        connection_id: u64,
     },
     /// A large group elected another hub (`None`: the group is mesh-sized again). Members
     /// keep links to the hub and the standby; a host that dials itself dials the new hub.
@@ -210,6 +237,7 @@ struct Inner {
     next_message: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
     upgrade: Mutex<upgrade::UpgradeState>,
+    dialer: Mutex<dialer::DialerState>,
 }
 
 /// Keeps one connection per remote device of a [`Node`] and drives the core manager policy.
@@ -265,9 +293,11 @@ impl ConnectionManager {
             return Err(ManagerError::IdentityMismatch);
         }
         let device_id = device_id.into();
+        let user_id = user_id.into();
+        let planner = DialPlanner::new(config.clone(), device_id.clone(), user_id.clone());
         let inner = Arc::new(Inner {
             identity,
-            user_id: user_id.into(),
+            user_id: user_id.clone(),
             drain_timeout: Duration::from_secs(30),
             state: Mutex::new(State {
                 table: ConnectionTable::new(config.clone()),
@@ -291,6 +321,7 @@ impl ConnectionManager {
             next_message: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
             upgrade: Mutex::new(upgrade::UpgradeState::default()),
+            dialer: Mutex::new(dialer::DialerState::new(planner)),
             node,
         });
         let manager = ConnectionManager { inner };
@@ -436,8 +467,10 @@ impl ConnectionManager {
             health_task.abort();
         }
         if let Some(victim) = evicted {
+            self.dial_evicted(&victim.connection.remote().device_id);
             self.retire(victim, "evicted");
         }
+        self.dial_linked(&remote.device_id);
         let event = match old {
             Some(old) => {
                 let from = old.connection.transport_kind();
@@ -556,6 +589,19 @@ impl ConnectionManager {
         );
         let weak = Arc::downgrade(&self.inner);
         connection.expose(
+            MEMBER_DOWN,
+            handler_fn(move |req: Request| {
+                let weak = weak.clone();
+                async move {
+                    let inner = weak
+                        .upgrade()
+                        .ok_or_else(|| HandlerError::new("unavailable", "manager gone"))?;
+                    ConnectionManager { inner }.on_member_down(req).await
+                }
+            }),
+        );
+        let weak = Arc::downgrade(&self.inner);
+        connection.expose(
             DRAINED,
             handler_fn(move |req: Request| {
                 let weak = weak.clone();
@@ -652,6 +698,7 @@ impl ConnectionManager {
                 connection_id,
             });
             self.hub_member_lost(&device_id);
+            self.dial_lost(&device_id);
         }
     }
 

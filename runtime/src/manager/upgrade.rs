@@ -31,6 +31,10 @@ const CHANNEL_LABEL: &str = "peerlink";
 /// Most upgrade sessions (links being set up or alive) per remote device; more is a
 /// misbehaving peer.
 const MAX_SESSIONS_PER_DEVICE: usize = 4;
+/// [`UpgradeConfig::ice_restart_timeout`] by default, and for links the host hands over.
+const DEFAULT_ICE_RESTART_TIMEOUT: Duration = Duration::from_secs(30);
+/// ICE restarts asked for within one outage.
+const ICE_RESTART_ATTEMPTS: u32 = 3;
 
 /// Settings of the upgrade to a direct WebRTC link.
 #[derive(Debug, Clone)]
@@ -44,6 +48,9 @@ pub struct UpgradeConfig {
     /// when a device is linked by a path that ranks below WebRTC in the path preference.
     /// Without it, only [`ConnectionManager::upgrade`] starts one (answering is always on).
     pub automatic: bool,
+    /// After a WebRTC link loses its path, how long ICE restarts may take to find one
+    /// before the connection is closed (and a candidate device is dialled again).
+    pub ice_restart_timeout: Duration,
 }
 
 impl UpgradeConfig {
@@ -53,6 +60,7 @@ impl UpgradeConfig {
             webrtc,
             open_timeout: Duration::from_secs(20),
             automatic: true,
+            ice_restart_timeout: DEFAULT_ICE_RESTART_TIMEOUT,
         }
     }
 }
@@ -262,6 +270,7 @@ impl ConnectionManager {
         }
         // The node's Connected event adds it too; adding twice is a no-op.
         self.add_connection(connection.clone());
+        self.watch_webrtc_link(&connection, &link);
         if self.connection(device_id).as_ref() == Some(&connection) {
             Ok(connection)
         } else {
@@ -270,6 +279,29 @@ impl ConnectionManager {
                 "the connection table kept the current link",
             ))
         }
+    }
+
+    /// Keeps `connection`, carried by `link`, alive across path losses: when the link
+    /// reports `Disconnected` or `Failed`, the manager restarts ICE at once (the connection,
+    /// its calls and streams stay), asking again up to three times within the ICE restart
+    /// timeout; if no path is found by then it closes the connection, and a device that is a
+    /// dial candidate is dialled again with backoff. Links the manager opens itself are
+    /// watched already; a host that opens WebRTC links itself hands them over here.
+    pub fn watch_webrtc_link(&self, connection: &Connection, link: &WebRtcLink) {
+        let timeout = lock(&self.inner.upgrade)
+            .config
+            .as_ref()
+            .map_or(DEFAULT_ICE_RESTART_TIMEOUT, |c| c.ice_restart_timeout);
+        tokio::spawn(ice_restart_first(
+            std::sync::Arc::downgrade(&self.inner),
+            connection.clone(),
+            {
+                let weak = link.downgrade();
+                move || weak.upgrade()
+            },
+            link.state_changes(),
+            timeout,
+        ));
     }
 
     fn finish(&self, device_id: &str, session: &str, result: &Result<Connection, ManagerError>) {
@@ -456,5 +488,79 @@ async fn forward_events(
     }
     if let Some(inner) = inner.upgrade() {
         lock(&inner.upgrade).sessions.remove(&(peer, session));
+    }
+}
+
+/// The reconnect step for a WebRTC link (see [`ConnectionManager::watch_webrtc_link`]).
+/// Ends when the link or the connection closes, or the manager is gone.
+async fn ice_restart_first(
+    inner: Weak<Inner>,
+    connection: Connection,
+    link: impl Fn() -> Option<WebRtcLink>,
+    mut state: tokio::sync::watch::Receiver<crate::webrtc::LinkState>,
+    timeout: Duration,
+) {
+    use crate::webrtc::LinkState;
+    let device_id = connection.remote().device_id.clone();
+    let connection_id = connection.id();
+    let emit = |event: super::ManagerEvent| {
+        if let Some(inner) = inner.upgrade() {
+            let _ = inner.events.send(event);
+        }
+    };
+    loop {
+        let down = state
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    LinkState::Disconnected | LinkState::Failed | LinkState::Closed
+                )
+            })
+            .await
+            .map(|s| *s);
+        if !matches!(down, Ok(LinkState::Disconnected | LinkState::Failed))
+            || !connection.is_open()
+            || inner.upgrade().is_none()
+        {
+            return;
+        }
+        emit(super::ManagerEvent::IceRestarting {
+            device_id: device_id.clone(),
+            connection_id,
+        });
+        let deadline = tokio::time::Instant::now() + timeout;
+        let per_attempt = timeout / ICE_RESTART_ATTEMPTS;
+        let mut recovered = false;
+        for _ in 0..ICE_RESTART_ATTEMPTS {
+            let Some(l) = link() else { return };
+            if let Err(e) = l.restart_ice().await {
+                tracing::debug!(device = %device_id, error = %e, "ICE restart refused");
+            }
+            drop(l);
+            let until = (tokio::time::Instant::now() + per_attempt).min(deadline);
+            let outcome = tokio::time::timeout_at(
+                until,
+                state.wait_for(|s| matches!(s, LinkState::Connected | LinkState::Closed)),
+            )
+            .await;
+            match outcome {
+                Ok(Ok(s)) if *s == LinkState::Connected => {
+                    recovered = true;
+                    break;
+                }
+                Ok(_) => return,
+                Err(_) => {}
+            }
+        }
+        if recovered {
+            emit(super::ManagerEvent::IceRestarted {
+                device_id: device_id.clone(),
+                connection_id,
+            });
+            continue;
+        }
+        // No path: the connection goes; its removal starts the re-dial with backoff.
+        connection.close("ICE restart found no path").await;
+        return;
     }
 }

@@ -633,6 +633,11 @@ impl WebRtcLink {
         *self.inner.state.borrow()
     }
 
+    /// A receiver of the connection state, to wait for changes (`Closed` is the last).
+    pub fn state_changes(&self) -> watch::Receiver<LinkState> {
+        self.inner.state.clone()
+    }
+
     /// ICE server URLs that were configured but cannot be used by the engine, with the reason.
     pub fn skipped_ice_urls(&self) -> &[SkippedIceUrl] {
         &self.inner.skipped_ice_urls

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end link tests: nodes with fresh identities on loopback.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod manager;
+
 use std::sync::Arc;
 use std::time::Duration;
 
