@@ -29,6 +29,73 @@ impl From<&CloseReason> for CloseInfo {
     }
 }
 
+/// One end of a WebRTC link's selected candidate pair.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PathCandidate {
+    /// `host`, `srflx`, `prflx` or `relay`.
+    pub candidate_type: String,
+    /// `udp` or `tcp`.
+    pub protocol: String,
+    /// The candidate's IP address (or mDNS name).
+    pub address: String,
+    /// The candidate's port.
+    pub port: u16,
+}
+
+/// Which path carries a connection: its kind always; for WebRTC also the selected candidate
+/// pair, the round-trip time and counters.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PathReport {
+    /// The link kind (`websocket`, `webrtc`, `memory`, `relay`).
+    pub kind: String,
+    /// This side's candidate of the selected pair (WebRTC only).
+    pub local: Option<PathCandidate>,
+    /// The peer's candidate of the selected pair (WebRTC only).
+    pub remote: Option<PathCandidate>,
+    /// Latest round-trip time of the pair's ICE checks, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Bytes sent over the selected pair (0 where the transport does not count).
+    pub bytes_sent: u64,
+    /// Bytes received over the selected pair.
+    pub bytes_received: u64,
+    /// Datagrams sent over the selected pair.
+    pub packets_sent: u64,
+    /// Datagrams received over the selected pair.
+    pub packets_received: u64,
+    /// How often the selected pair changed (ICE restarts and re-nominations).
+    pub selected_pair_changes: u32,
+    /// ICE restarts this side started or asked for.
+    pub ice_restarts: u32,
+}
+
+impl From<peerlink::PathCandidate> for PathCandidate {
+    fn from(c: peerlink::PathCandidate) -> Self {
+        Self {
+            candidate_type: c.candidate_type,
+            protocol: c.protocol,
+            address: c.address,
+            port: c.port,
+        }
+    }
+}
+
+impl From<peerlink::PathReport> for PathReport {
+    fn from(r: peerlink::PathReport) -> Self {
+        Self {
+            kind: r.kind.as_str().to_owned(),
+            local: r.local.map(PathCandidate::from),
+            remote: r.remote.map(PathCandidate::from),
+            rtt_ms: r.rtt_ms,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            packets_sent: r.packets_sent,
+            packets_received: r.packets_received,
+            selected_pair_changes: r.selected_pair_changes,
+            ice_restarts: r.ice_restarts,
+        }
+    }
+}
+
 /// A verified connection to a remote device. Freeing the handle does not close the link (the
 /// node keeps it); `close` does.
 #[derive(Debug, uniffi::Object)]
@@ -62,6 +129,19 @@ impl Connection {
     /// The link kind (`websocket`, `webrtc`, `memory`, `relay`).
     pub fn transport_kind(&self) -> String {
         self.inner.transport_kind().as_str().to_owned()
+    }
+
+    /// The path in use: the kind always; for WebRTC the selected candidate pair
+    /// (host/srflx/prflx/relay, udp/tcp), its round-trip time and counters once ICE selected
+    /// one. After a close, only the kind.
+    pub async fn path(&self) -> PathReport {
+        let connection = self.inner.clone();
+        let kind = connection.transport_kind();
+        task::run_infallible(
+            async move { PathReport::from(connection.path().await) },
+            PathReport::from(peerlink::PathReport::kind_only(kind)),
+        )
+        .await
     }
 
     /// `initiator` when this side dialled, `responder` when it accepted.

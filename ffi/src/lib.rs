@@ -19,7 +19,7 @@ mod node;
 mod task;
 
 pub use callbacks::{NodeListener, RpcHandler, TrustPolicy};
-pub use connection::{CloseInfo, Connection, RecvStream, SendStream};
+pub use connection::{CloseInfo, Connection, PathCandidate, PathReport, RecvStream, SendStream};
 pub use error::PeerlinkError;
 pub use identity::{DeviceInfo, Identity};
 pub use node::{Listener, Node, NodeConfig};

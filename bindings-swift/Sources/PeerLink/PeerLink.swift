@@ -487,6 +487,22 @@ fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
     typealias FfiType = Int32
     typealias SwiftType = Int32
@@ -687,6 +703,13 @@ public protocol ConnectionProtocol: AnyObject, Sendable {
      * Opens a byte stream named `name`; the peer receives it from `acceptStream`.
      */
     func openStream(name: String) async throws  -> SendStream
+    
+    /**
+     * The path in use: the kind always; for WebRTC the selected candidate pair
+     * (host/srflx/prflx/relay, udp/tcp), its round-trip time and counters once ICE selected
+     * one. After a close, only the kind.
+     */
+    func path() async  -> PathReport
     
     /**
      * Measures the round-trip time, in milliseconds.
@@ -960,6 +983,28 @@ open func openStream(name: String)async throws  -> SendStream  {
             freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
             liftFunc: FfiConverterTypeSendStream_lift,
             errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * The path in use: the kind always; for WebRTC the selected candidate pair
+     * (host/srflx/prflx/relay, udp/tcp), its round-trip time and counters once ICE selected
+     * one. After a close, only the kind.
+     */
+open func path()async  -> PathReport  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_connection_path(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypePathReport_lift,
+            errorHandler: nil
+            
         )
 }
     
@@ -3353,6 +3398,245 @@ public func FfiConverterTypeNodeConfig_lower(_ value: NodeConfig) -> RustBuffer 
 
 
 /**
+ * One end of a WebRTC link's selected candidate pair.
+ */
+public struct PathCandidate: Equatable, Hashable {
+    /**
+     * `host`, `srflx`, `prflx` or `relay`.
+     */
+    public var candidateType: String
+    /**
+     * `udp` or `tcp`.
+     */
+    public var `protocol`: String
+    /**
+     * The candidate's IP address (or mDNS name).
+     */
+    public var address: String
+    /**
+     * The candidate's port.
+     */
+    public var port: UInt16
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `host`, `srflx`, `prflx` or `relay`.
+         */candidateType: String, 
+        /**
+         * `udp` or `tcp`.
+         */`protocol`: String, 
+        /**
+         * The candidate's IP address (or mDNS name).
+         */address: String, 
+        /**
+         * The candidate's port.
+         */port: UInt16) {
+        self.candidateType = candidateType
+        self.`protocol` = `protocol`
+        self.address = address
+        self.port = port
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PathCandidate: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePathCandidate: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PathCandidate {
+        return
+            try PathCandidate(
+                candidateType: FfiConverterString.read(from: &buf), 
+                protocol: FfiConverterString.read(from: &buf), 
+                address: FfiConverterString.read(from: &buf), 
+                port: FfiConverterUInt16.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PathCandidate, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.candidateType, into: &buf)
+        FfiConverterString.write(value.`protocol`, into: &buf)
+        FfiConverterString.write(value.address, into: &buf)
+        FfiConverterUInt16.write(value.port, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathCandidate_lift(_ buf: RustBuffer) throws -> PathCandidate {
+    return try FfiConverterTypePathCandidate.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathCandidate_lower(_ value: PathCandidate) -> RustBuffer {
+    return FfiConverterTypePathCandidate.lower(value)
+}
+
+
+/**
+ * Which path carries a connection: its kind always; for WebRTC also the selected candidate
+ * pair, the round-trip time and counters.
+ */
+public struct PathReport: Equatable, Hashable {
+    /**
+     * The link kind (`websocket`, `webrtc`, `memory`, `relay`).
+     */
+    public var kind: String
+    /**
+     * This side's candidate of the selected pair (WebRTC only).
+     */
+    public var local: PathCandidate?
+    /**
+     * The peer's candidate of the selected pair (WebRTC only).
+     */
+    public var remote: PathCandidate?
+    /**
+     * Latest round-trip time of the pair's ICE checks, in milliseconds.
+     */
+    public var rttMs: Double?
+    /**
+     * Bytes sent over the selected pair (0 where the transport does not count).
+     */
+    public var bytesSent: UInt64
+    /**
+     * Bytes received over the selected pair.
+     */
+    public var bytesReceived: UInt64
+    /**
+     * Datagrams sent over the selected pair.
+     */
+    public var packetsSent: UInt64
+    /**
+     * Datagrams received over the selected pair.
+     */
+    public var packetsReceived: UInt64
+    /**
+     * How often the selected pair changed (ICE restarts and re-nominations).
+     */
+    public var selectedPairChanges: UInt32
+    /**
+     * ICE restarts this side started or asked for.
+     */
+    public var iceRestarts: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The link kind (`websocket`, `webrtc`, `memory`, `relay`).
+         */kind: String, 
+        /**
+         * This side's candidate of the selected pair (WebRTC only).
+         */local: PathCandidate?, 
+        /**
+         * The peer's candidate of the selected pair (WebRTC only).
+         */remote: PathCandidate?, 
+        /**
+         * Latest round-trip time of the pair's ICE checks, in milliseconds.
+         */rttMs: Double?, 
+        /**
+         * Bytes sent over the selected pair (0 where the transport does not count).
+         */bytesSent: UInt64, 
+        /**
+         * Bytes received over the selected pair.
+         */bytesReceived: UInt64, 
+        /**
+         * Datagrams sent over the selected pair.
+         */packetsSent: UInt64, 
+        /**
+         * Datagrams received over the selected pair.
+         */packetsReceived: UInt64, 
+        /**
+         * How often the selected pair changed (ICE restarts and re-nominations).
+         */selectedPairChanges: UInt32, 
+        /**
+         * ICE restarts this side started or asked for.
+         */iceRestarts: UInt32) {
+        self.kind = kind
+        self.local = local
+        self.remote = remote
+        self.rttMs = rttMs
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.packetsSent = packetsSent
+        self.packetsReceived = packetsReceived
+        self.selectedPairChanges = selectedPairChanges
+        self.iceRestarts = iceRestarts
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PathReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePathReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PathReport {
+        return
+            try PathReport(
+                kind: FfiConverterString.read(from: &buf), 
+                local: FfiConverterOptionTypePathCandidate.read(from: &buf), 
+                remote: FfiConverterOptionTypePathCandidate.read(from: &buf), 
+                rttMs: FfiConverterOptionDouble.read(from: &buf), 
+                bytesSent: FfiConverterUInt64.read(from: &buf), 
+                bytesReceived: FfiConverterUInt64.read(from: &buf), 
+                packetsSent: FfiConverterUInt64.read(from: &buf), 
+                packetsReceived: FfiConverterUInt64.read(from: &buf), 
+                selectedPairChanges: FfiConverterUInt32.read(from: &buf), 
+                iceRestarts: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PathReport, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.kind, into: &buf)
+        FfiConverterOptionTypePathCandidate.write(value.local, into: &buf)
+        FfiConverterOptionTypePathCandidate.write(value.remote, into: &buf)
+        FfiConverterOptionDouble.write(value.rttMs, into: &buf)
+        FfiConverterUInt64.write(value.bytesSent, into: &buf)
+        FfiConverterUInt64.write(value.bytesReceived, into: &buf)
+        FfiConverterUInt64.write(value.packetsSent, into: &buf)
+        FfiConverterUInt64.write(value.packetsReceived, into: &buf)
+        FfiConverterUInt32.write(value.selectedPairChanges, into: &buf)
+        FfiConverterUInt32.write(value.iceRestarts, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathReport_lift(_ buf: RustBuffer) throws -> PathReport {
+    return try FfiConverterTypePathReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathReport_lower(_ value: PathReport) -> RustBuffer {
+    return FfiConverterTypePathReport.lower(value)
+}
+
+
+/**
  * Peers trust levels, as returned by a [`TrustPolicy`] (a level below 0 refuses the link).
  */
 public struct TrustLevels: Equatable, Hashable {
@@ -3906,6 +4190,30 @@ fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionDouble: FfiConverterRustBuffer {
+    typealias SwiftType = Double?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterDouble.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterDouble.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -4042,6 +4350,30 @@ fileprivate struct FfiConverterOptionTypeCloseInfo: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeCloseInfo.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypePathCandidate: FfiConverterRustBuffer {
+    typealias SwiftType = PathCandidate?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypePathCandidate.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypePathCandidate.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4319,6 +4651,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_connection_open_stream() != 31269) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_connection_path() != 45980) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_connection_ping() != 47809) {

@@ -427,6 +427,11 @@ uint64_t uniffi_peerlink_ffi_fn_method_connection_notify(uint64_t ptr, RustBuffe
 uint64_t uniffi_peerlink_ffi_fn_method_connection_open_stream(uint64_t ptr, RustBuffer name
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CONNECTION_PATH
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CONNECTION_PATH
+uint64_t uniffi_peerlink_ffi_fn_method_connection_path(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CONNECTION_PING
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CONNECTION_PING
 uint64_t uniffi_peerlink_ffi_fn_method_connection_ping(uint64_t ptr
@@ -1049,6 +1054,12 @@ uint16_t uniffi_peerlink_ffi_checksum_method_connection_notify(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CONNECTION_OPEN_STREAM
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CONNECTION_OPEN_STREAM
 uint16_t uniffi_peerlink_ffi_checksum_method_connection_open_stream(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CONNECTION_PATH
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CONNECTION_PATH
+uint16_t uniffi_peerlink_ffi_checksum_method_connection_path(void
     
 );
 #endif

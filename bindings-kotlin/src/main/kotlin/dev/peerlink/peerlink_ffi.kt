@@ -788,6 +788,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_connection_open_stream(
     ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_connection_path(
+    ): Int
     external fun uniffi_peerlink_ffi_checksum_method_connection_ping(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_connection_queued_bytes(
@@ -940,6 +942,8 @@ internal object UniffiLib {
     external fun uniffi_peerlink_ffi_fn_method_connection_notify(`ptr`: Long,`name`: RustBuffer.ByValue,`args`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_peerlink_ffi_fn_method_connection_open_stream(`ptr`: Long,`name`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_connection_path(`ptr`: Long,
     ): Long
     external fun uniffi_peerlink_ffi_fn_method_connection_ping(`ptr`: Long,
     ): Long
@@ -1213,6 +1217,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_peerlink_ffi_checksum_method_connection_open_stream() and 0xFFFF) != 31269) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_connection_path() and 0xFFFF) != 45980) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_peerlink_ffi_checksum_method_connection_ping() and 0xFFFF) != 47809) {
@@ -1679,6 +1686,29 @@ public object FfiConverterUShort: FfiConverter<UShort, Short> {
 /**
  * @suppress
  */
+public object FfiConverterUInt: FfiConverter<UInt, Int> {
+    override fun lift(value: Int): UInt {
+        return value.toUInt()
+    }
+
+    override fun read(buf: ByteBuffer): UInt {
+        return lift(buf.getInt())
+    }
+
+    override fun lower(value: UInt): Int {
+        return value.toInt()
+    }
+
+    override fun allocationSize(value: UInt) = 4UL
+
+    override fun write(value: UInt, buf: ByteBuffer) {
+        buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterInt: FfiConverter<Int, Int> {
     override fun lift(value: Int): Int {
         return value
@@ -2004,6 +2034,13 @@ public interface ConnectionInterface {
      * Opens a byte stream named `name`; the peer receives it from `acceptStream`.
      */
     suspend fun `openStream`(`name`: kotlin.String): SendStream
+    
+    /**
+     * The path in use: the kind always; for WebRTC the selected candidate pair
+     * (host/srflx/prflx/relay, udp/tcp), its round-trip time and counters once ICE selected
+     * one. After a close, only the kind.
+     */
+    suspend fun `path`(): PathReport
     
     /**
      * Measures the round-trip time, in milliseconds.
@@ -2380,6 +2417,31 @@ open class Connection: Disposable, AutoCloseable, ConnectionInterface
         { FfiConverterTypeSendStream.lift(it) },
         // Error FFI converter
         PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The path in use: the kind always; for WebRTC the selected candidate pair
+     * (host/srflx/prflx/relay, udp/tcp), its round-trip time and counters once ICE selected
+     * one. After a close, only the kind.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `path`() : PathReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_connection_path(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypePathReport.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
     )
     }
 
@@ -5864,6 +5926,181 @@ public object FfiConverterTypeNodeConfig: FfiConverterRustBuffer<NodeConfig> {
 
 
 /**
+ * One end of a WebRTC link's selected candidate pair.
+ */
+data class PathCandidate (
+    /**
+     * `host`, `srflx`, `prflx` or `relay`.
+     */
+    var `candidateType`: kotlin.String
+    , 
+    /**
+     * `udp` or `tcp`.
+     */
+    var `protocol`: kotlin.String
+    , 
+    /**
+     * The candidate's IP address (or mDNS name).
+     */
+    var `address`: kotlin.String
+    , 
+    /**
+     * The candidate's port.
+     */
+    var `port`: kotlin.UShort
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePathCandidate: FfiConverterRustBuffer<PathCandidate> {
+    override fun read(buf: ByteBuffer): PathCandidate {
+        return PathCandidate(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterUShort.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PathCandidate) = (
+            FfiConverterString.allocationSize(value.`candidateType`) +
+            FfiConverterString.allocationSize(value.`protocol`) +
+            FfiConverterString.allocationSize(value.`address`) +
+            FfiConverterUShort.allocationSize(value.`port`)
+    )
+
+    override fun write(value: PathCandidate, buf: ByteBuffer) {
+            FfiConverterString.write(value.`candidateType`, buf)
+            FfiConverterString.write(value.`protocol`, buf)
+            FfiConverterString.write(value.`address`, buf)
+            FfiConverterUShort.write(value.`port`, buf)
+    }
+}
+
+
+
+/**
+ * Which path carries a connection: its kind always; for WebRTC also the selected candidate
+ * pair, the round-trip time and counters.
+ */
+data class PathReport (
+    /**
+     * The link kind (`websocket`, `webrtc`, `memory`, `relay`).
+     */
+    var `kind`: kotlin.String
+    , 
+    /**
+     * This side's candidate of the selected pair (WebRTC only).
+     */
+    var `local`: PathCandidate?
+    , 
+    /**
+     * The peer's candidate of the selected pair (WebRTC only).
+     */
+    var `remote`: PathCandidate?
+    , 
+    /**
+     * Latest round-trip time of the pair's ICE checks, in milliseconds.
+     */
+    var `rttMs`: kotlin.Double?
+    , 
+    /**
+     * Bytes sent over the selected pair (0 where the transport does not count).
+     */
+    var `bytesSent`: kotlin.ULong
+    , 
+    /**
+     * Bytes received over the selected pair.
+     */
+    var `bytesReceived`: kotlin.ULong
+    , 
+    /**
+     * Datagrams sent over the selected pair.
+     */
+    var `packetsSent`: kotlin.ULong
+    , 
+    /**
+     * Datagrams received over the selected pair.
+     */
+    var `packetsReceived`: kotlin.ULong
+    , 
+    /**
+     * How often the selected pair changed (ICE restarts and re-nominations).
+     */
+    var `selectedPairChanges`: kotlin.UInt
+    , 
+    /**
+     * ICE restarts this side started or asked for.
+     */
+    var `iceRestarts`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePathReport: FfiConverterRustBuffer<PathReport> {
+    override fun read(buf: ByteBuffer): PathReport {
+        return PathReport(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalTypePathCandidate.read(buf),
+            FfiConverterOptionalTypePathCandidate.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PathReport) = (
+            FfiConverterString.allocationSize(value.`kind`) +
+            FfiConverterOptionalTypePathCandidate.allocationSize(value.`local`) +
+            FfiConverterOptionalTypePathCandidate.allocationSize(value.`remote`) +
+            FfiConverterOptionalDouble.allocationSize(value.`rttMs`) +
+            FfiConverterULong.allocationSize(value.`bytesSent`) +
+            FfiConverterULong.allocationSize(value.`bytesReceived`) +
+            FfiConverterULong.allocationSize(value.`packetsSent`) +
+            FfiConverterULong.allocationSize(value.`packetsReceived`) +
+            FfiConverterUInt.allocationSize(value.`selectedPairChanges`) +
+            FfiConverterUInt.allocationSize(value.`iceRestarts`)
+    )
+
+    override fun write(value: PathReport, buf: ByteBuffer) {
+            FfiConverterString.write(value.`kind`, buf)
+            FfiConverterOptionalTypePathCandidate.write(value.`local`, buf)
+            FfiConverterOptionalTypePathCandidate.write(value.`remote`, buf)
+            FfiConverterOptionalDouble.write(value.`rttMs`, buf)
+            FfiConverterULong.write(value.`bytesSent`, buf)
+            FfiConverterULong.write(value.`bytesReceived`, buf)
+            FfiConverterULong.write(value.`packetsSent`, buf)
+            FfiConverterULong.write(value.`packetsReceived`, buf)
+            FfiConverterUInt.write(value.`selectedPairChanges`, buf)
+            FfiConverterUInt.write(value.`iceRestarts`, buf)
+    }
+}
+
+
+
+/**
  * Peers trust levels, as returned by a [`TrustPolicy`] (a level below 0 refuses the link).
  */
 data class TrustLevels (
@@ -6585,6 +6822,38 @@ public object FfiConverterOptionalULong: FfiConverterRustBuffer<kotlin.ULong?> {
 /**
  * @suppress
  */
+public object FfiConverterOptionalDouble: FfiConverterRustBuffer<kotlin.Double?> {
+    override fun read(buf: ByteBuffer): kotlin.Double? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterDouble.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.Double?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterDouble.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.Double?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterDouble.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?> {
     override fun read(buf: ByteBuffer): kotlin.String? {
         if (buf.get().toInt() == 0) {
@@ -6767,6 +7036,38 @@ public object FfiConverterOptionalTypeCloseInfo: FfiConverterRustBuffer<CloseInf
         } else {
             buf.put(1)
             FfiConverterTypeCloseInfo.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypePathCandidate: FfiConverterRustBuffer<PathCandidate?> {
+    override fun read(buf: ByteBuffer): PathCandidate? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypePathCandidate.read(buf)
+    }
+
+    override fun allocationSize(value: PathCandidate?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypePathCandidate.allocationSize(value)
+        }
+    }
+
+    override fun write(value: PathCandidate?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypePathCandidate.write(value, buf)
         }
     }
 }

@@ -134,6 +134,8 @@ fun main() {
         check(p.clientConn.trustLevel() == 50) { "client level ${p.clientConn.trustLevel()}" }
         check(p.clientConn.remote().deviceName == "alice's test device") { "remote ${p.clientConn.remote()}" }
         check(p.clientConn.transportKind() == "websocket") { p.clientConn.transportKind() }
+        val path = p.clientConn.path()
+        check(path.kind == "websocket" && path.local == null && path.remote == null) { "path $path" }
         check(p.clientConn.role() == "initiator" && p.serverConn.role() == "responder") { "roles" }
         check(p.clientConn.handshakeHash().contentEquals(p.serverConn.handshakeHash())) { "handshake hashes differ" }
         p.shutdown()
