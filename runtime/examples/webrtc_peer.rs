@@ -4,13 +4,17 @@
 //! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench]
 //!             [--bulk-mib 16] [--msg 65536] [--rtt 200] [--pair]
 //!             [--no-pacing] [--pacing-initial BYTES] [--pacing-min BYTES] [--send-limit BYTES]
+//!             [--codes]
 //! ```
 //!
 //! Standard output carries one JSON object per line: `{"signal": <simple-peer signal>}` for the
 //! peer, then `{"report": {...}}` once this side's checks or measurements are done. Standard
 //! input takes `{"signal": ...}` lines from the peer; end of input closes the link and exits.
 //! `--pair` runs an offerer and an answerer inside this process instead (the Rust ↔ Rust
-//! benchmark) and prints both reports.
+//! benchmark) and prints both reports. With `--codes` the offer and answer travel as compact
+//! codes instead (`{"code": "<base64url>", "bytes": n}` out and `{"code": ...}` in; no
+//! candidate signals): the link runs without trickle and with short ICE credentials, and only
+//! what the code carries reaches the peer (docs/protocol/compact-signal.md).
 //!
 //! The interop script is the one `tests/interop/peer-logic.js` and `tests/interop/aiortc_peer.py`
 //! run, so any two of them can be paired: the offerer opens `reliable` (ordered),
@@ -28,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use peerlink::webrtc::compact::{CompactSignal, code_from_signal, signal_from_code};
 use peerlink::webrtc::{
     ChannelOptions, ChannelReceiver, ChannelSender, Signal, WebRtcChannel, WebRtcConfig,
     WebRtcEvent, WebRtcLink, WebRtcRole,
@@ -52,6 +57,7 @@ struct Opts {
     pacing_initial: Option<usize>,
     pacing_min: Option<usize>,
     send_limit: Option<usize>,
+    codes: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -68,6 +74,7 @@ fn parse_args() -> Result<Opts, String> {
         pacing_initial: None,
         pacing_min: None,
         send_limit: None,
+        codes: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -89,6 +96,7 @@ fn parse_args() -> Result<Opts, String> {
             "--msg" => opts.msg = value()?.parse().map_err(|e| format!("--msg: {e}"))?,
             "--rtt" => opts.rtt = value()?.parse().map_err(|e| format!("--rtt: {e}"))?,
             "--pair" => opts.pair = true,
+            "--codes" => opts.codes = true,
             "--no-pacing" => opts.pacing = false,
             "--pacing-initial" => {
                 opts.pacing_initial = Some(
@@ -523,6 +531,9 @@ async fn make_link(
     if let Some(limit) = opts.send_limit {
         config.tuning.send_buffer_limit = Some(limit);
     }
+    if opts.codes {
+        config = config.for_codes();
+    }
     let (link, mut events) = WebRtcLink::new(config, role)
         .await
         .map_err(|e| e.to_string())?;
@@ -573,9 +584,27 @@ fn print_line(value: &Value) {
 async fn stdio_peer(opts: Opts) -> Result<(), String> {
     let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
     let (link, channels) = make_link(&opts, opts.role, sig_tx).await?;
+    let codes = opts.codes;
     tokio::spawn(async move {
         while let Some(signal) = sig_rx.recv().await {
-            print_line(&json!({ "signal": signal }));
+            if !codes {
+                print_line(&json!({ "signal": signal }));
+                continue;
+            }
+            // Only the description goes out, as a code; without trickle there are no
+            // candidate signals.
+            let code = code_from_signal(&signal)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    Ok((
+                        c.to_text().map_err(|e| e.to_string())?,
+                        c.to_bytes().map_err(|e| e.to_string())?.len(),
+                    ))
+                });
+            match code {
+                Ok((text, bytes)) => print_line(&json!({ "code": text, "bytes": bytes })),
+                Err(err) => eprintln!("no code for {signal:?}: {err}"),
+            }
         }
     });
     let input = {
@@ -596,13 +625,19 @@ async fn stdio_peer(opts: Opts) -> Result<(), String> {
                     eprintln!("ignored input line: {line}");
                     continue;
                 };
-                let Some(signal) = value.get("signal") else {
+                let signal = if let Some(code) = value.get("code").and_then(Value::as_str) {
+                    CompactSignal::from_text(code)
+                        .map(|code| signal_from_code(&code))
+                        .map_err(|e| e.to_string())
+                } else if let Some(signal) = value.get("signal") {
+                    serde_json::from_value::<Signal>(signal.clone()).map_err(|e| e.to_string())
+                } else {
                     continue;
                 };
                 let Some(link) = link.upgrade() else { return };
-                let result = match serde_json::from_value::<Signal>(signal.clone()) {
+                let result = match signal {
                     Ok(signal) => link.handle_signal(signal).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 };
                 if let Err(err) = result {
                     eprintln!("signal refused: {err}");

@@ -24,6 +24,29 @@ const cases = [
   ['aiortc offers, peerlink answers', () => aiortcPeer('offerer'), () => rustPeer('answerer')],
   ['peerlink offers, aiortc answers', () => rustPeer('offerer'), () => aiortcPeer('answerer')],
 ];
+// Compact codes only: each side sees nothing of the other but one code (the Rust peer makes
+// and reads codes with peerlink-core, the page with signal-server/static/compact-code.js).
+const codeCases = [
+  ['codes: peerlink offers, Chromium answers', () => rustPeer('offerer', ['--codes']), () => chromiumPeer(browser, 'answerer', { codes: true })],
+  ['codes: Chromium offers, peerlink answers', () => chromiumPeer(browser, 'offerer', { codes: true }), () => rustPeer('answerer', ['--codes'])],
+];
+for (const [name, makeOfferer, makeAnswerer] of codeCases) {
+  test(name, { timeout: 170000 }, async () => {
+    const offerer = await makeOfferer();
+    const answerer = await makeAnswerer();
+    const codes = [];
+    const result = await runInterop(offerer, answerer, 150000, codes);
+    console.log(`# ${name}: offer ${codes[0]?.bytes} B, answer ${codes[1]?.bytes} B, connect ${result.offerer.connectMs.toFixed(1)} ms`);
+    check(result);
+    assert.equal(codes.length, 2, 'one code each way and nothing else');
+    for (const c of codes) {
+      assert.ok(/^[A-Za-z0-9_-]+$/.test(c.code), 'base64url');
+      // One host candidate each inside the namespace: well under the 80-byte target.
+      assert.ok(c.bytes <= 80, `${c.bytes} bytes`);
+    }
+  });
+}
+
 for (const [name, makeOfferer, makeAnswerer] of cases) {
   test(name, { timeout: 170000 }, async () => {
     const offerer = await makeOfferer();

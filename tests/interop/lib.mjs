@@ -33,6 +33,7 @@ export function processPeer(name, command, { onExit } = {}) {
       let msg;
       try { msg = JSON.parse(line); } catch { return; }
       if (msg.signal) sink.emit(msg.signal);
+      if (msg.code) sink.emit({ code: msg.code, bytes: msg.bytes });
       if (msg.report) resolve(msg.report);
     });
     child.on('exit', (code) => {
@@ -47,7 +48,10 @@ export function processPeer(name, command, { onExit } = {}) {
     name,
     pid: child.pid,
     set onSignal(cb) { sink.attach(cb); },
-    send(signal) { if (child.stdin.writable) child.stdin.write(`${JSON.stringify({ signal })}\n`); },
+    send(signal) {
+      const line = signal.code ? { code: signal.code } : { signal };
+      if (child.stdin.writable) child.stdin.write(`${JSON.stringify(line)}\n`);
+    },
     report,
     async close() {
       child.stdin.end();
@@ -81,6 +85,8 @@ export async function launchChromium() {
 }
 
 const LOGIC = readFileSync(path.join(HERE, 'peer-logic.js'), 'utf8');
+// The lobby page's code format in JavaScript (decode a code to SDP, encode a description).
+export const COMPACT_JS = readFileSync(path.join(ROOT, 'signal-server/static/compact-code.js'), 'utf8');
 
 // A fresh page with peer-logic.js loaded.
 export async function logicPage(browser) {
@@ -91,14 +97,28 @@ export async function logicPage(browser) {
   return { page, context };
 }
 
-// A peer in a Chromium page.
+// A peer in a Chromium page. With `codes: true` the page exchanges compact codes only: it waits
+// for gathering to complete, encodes its description with compact-code.js (no candidate
+// signals), and expands the peer's code into the SDP it applies.
 export async function chromiumPeer(browser, role, opts = {}) {
   const { page, context } = await logicPage(browser);
+  if (opts.codes) await page.addScriptTag({ content: COMPACT_JS });
   const sink = signalSink();
   await page.exposeFunction('plSignal', (s) => sink.emit(s));
   await page.evaluate((o) => {
+    let send = (s) => window.plSignal(s);
+    if (o.codes) {
+      send = async (s) => {
+        if (s.type !== 'offer' && s.type !== 'answer') return;
+        const pc = window.plPeer.pc;
+        const deadline = Date.now() + 10000;
+        while (pc.iceGatheringState !== 'complete' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        const code = window.PeerlinkCompact.encode(pc.localDescription.sdp, s.type);
+        window.plSignal({ code, bytes: window.PeerlinkCompact.decode(code).bytes.length });
+      };
+    }
     window.plPeer = new window.PeerLogic.Peer({
-      ...o, RTCPeerConnection: window.RTCPeerConnection, sendSignal: (s) => window.plSignal(s),
+      ...o, RTCPeerConnection: window.RTCPeerConnection, sendSignal: send,
     });
   }, { stack: 'chromium', mode: 'interop', bulk: 16 << 20, msg: 65536, rtt: 200, ...opts, role });
   const report = page.evaluate(() => window.plPeer.run());
@@ -107,7 +127,13 @@ export async function chromiumPeer(browser, role, opts = {}) {
     name: `chromium(${role})`,
     set onSignal(cb) { sink.attach(cb); },
     send(signal) {
-      page.evaluate((s) => window.plPeer.handleSignal(s), signal)
+      page.evaluate((s) => {
+        if (s.code) {
+          const { kind, sdp } = window.PeerlinkCompact.decode(s.code);
+          return window.plPeer.handleSignal({ type: kind, sdp });
+        }
+        return window.plPeer.handleSignal(s);
+      }, signal)
         .catch((e) => { if (!page.isClosed()) console.error('chromium refused a signal:', e.message); });
     },
     report,
@@ -115,9 +141,11 @@ export async function chromiumPeer(browser, role, opts = {}) {
   };
 }
 
-export function relay(a, b) {
-  a.onSignal = (s) => b.send(s);
-  b.onSignal = (s) => a.send(s);
+// Passes signals both ways; `codes`, if given, collects every code that went through.
+export function relay(a, b, codes) {
+  const pass = (to) => (s) => { if (codes && s.code) codes.push(s); to.send(s); };
+  a.onSignal = pass(b);
+  b.onSignal = pass(a);
 }
 
 export function withTimeout(promise, ms, what) {
@@ -148,8 +176,8 @@ export function directionProblems(from, to, senderReport, receiverReport) {
   return p;
 }
 
-export async function runInterop(offerer, answerer, ms = 150000) {
-  relay(offerer, answerer);
+export async function runInterop(offerer, answerer, ms = 150000, codes = undefined) {
+  relay(offerer, answerer, codes);
   try {
     const [ro, ra] = await withTimeout(Promise.all([offerer.report, answerer.report]), ms, `${offerer.name} <-> ${answerer.name}`);
     for (const [n, r] of [[offerer.name, ro], [answerer.name, ra]]) if (r.error) throw new Error(`${n}: ${r.error}`);
