@@ -2,7 +2,8 @@
 //!
 //! Thin adapters over the `peerlink` crate with the same names as the Node addon: `Identity`,
 //! `Node` (built from a `NodeConfig` record), `Listener`, `Connection` (`call`, `notify`,
-//! `expose`, `openStream`/`acceptStream`), `SendStream`/`RecvStream`, foreign traits for the
+//! `expose`, `openStream`/`acceptStream`), `SendStream`/`RecvStream`, `CodeOffer`/`CodeAnswer`
+//! (connect with compact codes, no server), foreign traits for the
 //! trust policy, RPC handlers and node events, and one error enum, `PeerlinkError`, whose
 //! `code` is the Rust `Error::code()` string. Every async function runs on the process-wide
 //! peerlink runtime, so Swift and Kotlin may call them from any thread. See
@@ -12,6 +13,7 @@
 #![allow(unsafe_code)]
 
 mod callbacks;
+mod compact;
 mod connection;
 mod error;
 mod identity;
@@ -19,6 +21,7 @@ mod node;
 mod task;
 
 pub use callbacks::{NodeListener, RpcHandler, TrustPolicy};
+pub use compact::{CodeAnswer, CodeOffer, CodeOptions, create_code_answer, create_code_offer};
 pub use connection::{CloseInfo, Connection, PathCandidate, PathReport, RecvStream, SendStream};
 pub use error::PeerlinkError;
 pub use identity::{DeviceInfo, Identity};

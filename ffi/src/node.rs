@@ -64,7 +64,7 @@ struct Foreign {
 /// `shutdown`) ends everything; freeing the last handle does the same in the background.
 #[derive(uniffi::Object)]
 pub struct Node {
-    inner: peerlink::Node,
+    pub(crate) inner: peerlink::Node,
     trust: Option<Arc<ForeignTrust>>,
     foreign: Mutex<Foreign>,
 }

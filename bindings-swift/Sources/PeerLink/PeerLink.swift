@@ -640,6 +640,316 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * The answering side: gives `code` back to the offerer, then connects.
+ */
+public protocol CodeAnswerProtocol: AnyObject, Sendable {
+    
+    /**
+     * The answer code to give back to the offerer.
+     */
+    func code()  -> String
+    
+    /**
+     * Waits for the offerer and runs the verified handshake on `node`. Callable once.
+     */
+    func connect(node: Node) async throws  -> Connection
+    
+}
+/**
+ * The answering side: gives `code` back to the offerer, then connects.
+ */
+open class CodeAnswer: CodeAnswerProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_codeanswer(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_codeanswer(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The answer code to give back to the offerer.
+     */
+open func code() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_codeanswer_code(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Waits for the offerer and runs the verified handshake on `node`. Callable once.
+     */
+open func connect(node: Node)async throws  -> Connection  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_codeanswer_connect(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeConnection_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCodeAnswer: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = CodeAnswer
+
+    public static func lift(_ handle: UInt64) throws -> CodeAnswer {
+        return CodeAnswer(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: CodeAnswer) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CodeAnswer {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: CodeAnswer, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeAnswer_lift(_ handle: UInt64) throws -> CodeAnswer {
+    return try FfiConverterTypeCodeAnswer.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeAnswer_lower(_ value: CodeAnswer) -> UInt64 {
+    return FfiConverterTypeCodeAnswer.lower(value)
+}
+
+
+
+
+
+
+/**
+ * The offering side: shows `code`, then connects with the answer code.
+ */
+public protocol CodeOfferProtocol: AnyObject, Sendable {
+    
+    /**
+     * The offer code to show (text, link, QR code or sound).
+     */
+    func code()  -> String
+    
+    /**
+     * Applies the answer code (text or link) and runs the verified handshake on `node`.
+     * Fails with `InvalidArgument` (`bad_code`, `wrong_code_kind`) for a bad code, `Timeout`
+     * if the peer does not come, or the handshake's own error. Callable once.
+     */
+    func connect(node: Node, answer: String) async throws  -> Connection
+    
+}
+/**
+ * The offering side: shows `code`, then connects with the answer code.
+ */
+open class CodeOffer: CodeOfferProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_codeoffer(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_codeoffer(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The offer code to show (text, link, QR code or sound).
+     */
+open func code() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_codeoffer_code(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Applies the answer code (text or link) and runs the verified handshake on `node`.
+     * Fails with `InvalidArgument` (`bad_code`, `wrong_code_kind`) for a bad code, `Timeout`
+     * if the peer does not come, or the handshake's own error. Callable once.
+     */
+open func connect(node: Node, answer: String)async throws  -> Connection  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_codeoffer_connect(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node),FfiConverterString.lower(answer)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeConnection_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCodeOffer: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = CodeOffer
+
+    public static func lift(_ handle: UInt64) throws -> CodeOffer {
+        return CodeOffer(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: CodeOffer) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CodeOffer {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: CodeOffer, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeOffer_lift(_ handle: UInt64) throws -> CodeOffer {
+    return try FfiConverterTypeCodeOffer.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeOffer_lower(_ value: CodeOffer) -> UInt64 {
+    return FfiConverterTypeCodeOffer.lower(value)
+}
+
+
+
+
+
+
+/**
  * A verified connection to a remote device. Freeing the handle does not close the link (the
  * node keeps it); `close` does.
  */
@@ -3130,6 +3440,87 @@ public func FfiConverterTypeCloseInfo_lower(_ value: CloseInfo) -> RustBuffer {
 
 
 /**
+ * Settings of a code exchange.
+ */
+public struct CodeOptions: Equatable, Hashable {
+    /**
+     * Local UDP addresses to bind, e.g. `["127.0.0.1:0"]`. Empty: `0.0.0.0:0`, one socket per
+     * non-loopback interface.
+     */
+    public var bindAddrs: [String]
+    /**
+     * STUN URLs for a server-reflexive candidate, e.g. `stun:stun.example.org:3478`.
+     */
+    public var stunUrls: [String]
+    /**
+     * Bound on each wait of `connect` in milliseconds (default 60 000).
+     */
+    public var timeoutMs: UInt64?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Local UDP addresses to bind, e.g. `["127.0.0.1:0"]`. Empty: `0.0.0.0:0`, one socket per
+         * non-loopback interface.
+         */bindAddrs: [String] = [], 
+        /**
+         * STUN URLs for a server-reflexive candidate, e.g. `stun:stun.example.org:3478`.
+         */stunUrls: [String] = [], 
+        /**
+         * Bound on each wait of `connect` in milliseconds (default 60 000).
+         */timeoutMs: UInt64? = nil) {
+        self.bindAddrs = bindAddrs
+        self.stunUrls = stunUrls
+        self.timeoutMs = timeoutMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CodeOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCodeOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CodeOptions {
+        return
+            try CodeOptions(
+                bindAddrs: FfiConverterSequenceString.read(from: &buf), 
+                stunUrls: FfiConverterSequenceString.read(from: &buf), 
+                timeoutMs: FfiConverterOptionUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CodeOptions, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.bindAddrs, into: &buf)
+        FfiConverterSequenceString.write(value.stunUrls, into: &buf)
+        FfiConverterOptionUInt64.write(value.timeoutMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeOptions_lift(_ buf: RustBuffer) throws -> CodeOptions {
+    return try FfiConverterTypeCodeOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCodeOptions_lower(_ value: CodeOptions) -> RustBuffer {
+    return FfiConverterTypeCodeOptions.lower(value)
+}
+
+
+/**
  * A device's signed description, verified by the handshake.
  */
 public struct DeviceInfo: Equatable, Hashable {
@@ -4586,6 +4977,41 @@ public func version() -> String  {
     )
 })
 }
+/**
+ * Applies an offer code (text or link) and makes the answer code.
+ */
+public func createCodeAnswer(offer: String, options: CodeOptions)async throws  -> CodeAnswer  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_func_create_code_answer(FfiConverterString.lower(offer),FfiConverterTypeCodeOptions_lower(options)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeCodeAnswer_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+/**
+ * Gathers candidates and makes an offer code (base64url; a link `https://host/#CODE` holds
+ * the same text after `#`).
+ */
+public func createCodeOffer(options: CodeOptions)async throws  -> CodeOffer  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_func_create_code_offer(FfiConverterTypeCodeOptions_lower(options)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeCodeOffer_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
 
 private enum InitializationResult {
     case ok
@@ -4608,6 +5034,12 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerlink_ffi_checksum_func_version() != 21420) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerlink_ffi_checksum_func_create_code_answer() != 19997) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_func_create_code_offer() != 36644) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerlink_ffi_checksum_method_nodelistener_on_connection() != 33949) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4618,6 +5050,18 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level() != 63799) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_codeanswer_code() != 9131) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_codeanswer_connect() != 51308) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_codeoffer_code() != 39808) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_codeoffer_connect() != 3081) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_connection_accept_stream() != 44979) {

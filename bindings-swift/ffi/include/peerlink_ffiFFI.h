@@ -362,6 +362,46 @@ void uniffi_peerlink_ffi_fn_init_callback_vtable_trustpolicy(const UniffiVTableC
 uint64_t uniffi_peerlink_ffi_fn_method_trustpolicy_trust_level(uint64_t ptr, RustBuffer device
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_CLONE_CODEANSWER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_CLONE_CODEANSWER
+uint64_t uniffi_peerlink_ffi_fn_clone_codeanswer(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FREE_CODEANSWER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FREE_CODEANSWER
+void uniffi_peerlink_ffi_fn_free_codeanswer(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CODE
+RustBuffer uniffi_peerlink_ffi_fn_method_codeanswer_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CONNECT
+uint64_t uniffi_peerlink_ffi_fn_method_codeanswer_connect(uint64_t ptr, uint64_t node
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_CLONE_CODEOFFER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_CLONE_CODEOFFER
+uint64_t uniffi_peerlink_ffi_fn_clone_codeoffer(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FREE_CODEOFFER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FREE_CODEOFFER
+void uniffi_peerlink_ffi_fn_free_codeoffer(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEOFFER_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEOFFER_CODE
+RustBuffer uniffi_peerlink_ffi_fn_method_codeoffer_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEOFFER_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEOFFER_CONNECT
+uint64_t uniffi_peerlink_ffi_fn_method_codeoffer_connect(uint64_t ptr, uint64_t node, RustBuffer answer
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_CLONE_CONNECTION
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_CLONE_CONNECTION
 uint64_t uniffi_peerlink_ffi_fn_clone_connection(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -695,6 +735,16 @@ RustBuffer uniffi_peerlink_ffi_fn_func_version(RustCallStatus *_Nonnull out_stat
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FUNC_CREATE_CODE_ANSWER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FUNC_CREATE_CODE_ANSWER
+uint64_t uniffi_peerlink_ffi_fn_func_create_code_answer(RustBuffer offer, RustBuffer options
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FUNC_CREATE_CODE_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FUNC_CREATE_CODE_OFFER
+uint64_t uniffi_peerlink_ffi_fn_func_create_code_offer(RustBuffer options
+);
+#endif
 #ifndef UNIFFI_FFIDEF_FFI_PEERLINK_FFI_RUSTBUFFER_ALLOC
 #define UNIFFI_FFIDEF_FFI_PEERLINK_FFI_RUSTBUFFER_ALLOC
 RustBuffer ffi_peerlink_ffi_rustbuffer_alloc(uint64_t size, RustCallStatus *_Nonnull out_status
@@ -967,6 +1017,18 @@ uint16_t uniffi_peerlink_ffi_checksum_func_version(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_FUNC_CREATE_CODE_ANSWER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_FUNC_CREATE_CODE_ANSWER
+uint16_t uniffi_peerlink_ffi_checksum_func_create_code_answer(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_FUNC_CREATE_CODE_OFFER
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_FUNC_CREATE_CODE_OFFER
+uint16_t uniffi_peerlink_ffi_checksum_func_create_code_offer(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_NODELISTENER_ON_CONNECTION
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_NODELISTENER_ON_CONNECTION
 uint16_t uniffi_peerlink_ffi_checksum_method_nodelistener_on_connection(void
@@ -988,6 +1050,30 @@ uint16_t uniffi_peerlink_ffi_checksum_method_rpchandler_handle(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_TRUSTPOLICY_TRUST_LEVEL
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_TRUSTPOLICY_TRUST_LEVEL
 uint16_t uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CODE
+uint16_t uniffi_peerlink_ffi_checksum_method_codeanswer_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CONNECT
+uint16_t uniffi_peerlink_ffi_checksum_method_codeanswer_connect(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEOFFER_CODE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEOFFER_CODE
+uint16_t uniffi_peerlink_ffi_checksum_method_codeoffer_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEOFFER_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEOFFER_CONNECT
+uint16_t uniffi_peerlink_ffi_checksum_method_codeoffer_connect(void
     
 );
 #endif

@@ -758,6 +758,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_peerlink_ffi_checksum_func_version(
     ): Int
+    external fun uniffi_peerlink_ffi_checksum_func_create_code_answer(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_func_create_code_offer(
+    ): Int
     external fun uniffi_peerlink_ffi_checksum_method_nodelistener_on_connection(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_nodelistener_on_connection_closed(
@@ -765,6 +769,14 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_peerlink_ffi_checksum_method_rpchandler_handle(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_codeanswer_code(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_codeanswer_connect(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_codeoffer_code(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_codeoffer_connect(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_connection_accept_stream(
     ): Int
@@ -917,6 +929,22 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_peerlink_ffi_fn_method_trustpolicy_trust_level(`ptr`: Long,`device`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_peerlink_ffi_fn_clone_codeanswer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_codeanswer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_codeanswer_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_codeanswer_connect(`ptr`: Long,`node`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_clone_codeoffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_codeoffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_codeoffer_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_codeoffer_connect(`ptr`: Long,`node`: Long,`answer`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_peerlink_ffi_fn_clone_connection(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_peerlink_ffi_fn_free_connection(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1049,6 +1077,10 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_peerlink_ffi_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_func_create_code_answer(`offer`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_func_create_code_offer(`options`: RustBuffer.ByValue,
+    ): Long
     external fun ffi_peerlink_ffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_peerlink_ffi_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1174,6 +1206,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_peerlink_ffi_checksum_func_version() and 0xFFFF) != 21420) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_peerlink_ffi_checksum_func_create_code_answer() and 0xFFFF) != 19997) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_func_create_code_offer() and 0xFFFF) != 36644) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_peerlink_ffi_checksum_method_nodelistener_on_connection() and 0xFFFF) != 33949) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1184,6 +1222,18 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level() and 0xFFFF) != 63799) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_codeanswer_code() and 0xFFFF) != 9131) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_codeanswer_connect() and 0xFFFF) != 51308) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_codeoffer_code() and 0xFFFF) != 39808) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_codeoffer_connect() and 0xFFFF) != 3081) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_peerlink_ffi_checksum_method_connection_accept_stream() and 0xFFFF) != 44979) {
@@ -1871,6 +1921,605 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
     override fun write(value: ByteArray, buf: ByteBuffer) {
         buf.putInt(value.size)
         buf.put(value)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The answering side: gives `code` back to the offerer, then connects.
+ */
+public interface CodeAnswerInterface {
+    
+    /**
+     * The answer code to give back to the offerer.
+     */
+    fun `code`(): kotlin.String
+    
+    /**
+     * Waits for the offerer and runs the verified handshake on `node`. Callable once.
+     */
+    suspend fun `connect`(`node`: Node): Connection
+    
+    companion object
+}
+
+/**
+ * The answering side: gives `code` back to the offerer, then connects.
+ */
+open class CodeAnswer: Disposable, AutoCloseable, CodeAnswerInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_codeanswer(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_codeanswer(handle, status)
+        }
+    }
+
+    
+    /**
+     * The answer code to give back to the offerer.
+     */override fun `code`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_codeanswer_code(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Waits for the offerer and runs the verified handshake on `node`. Callable once.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `connect`(`node`: Node) : Connection {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_codeanswer_connect(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCodeAnswer: FfiConverter<CodeAnswer, Long> {
+    override fun lower(value: CodeAnswer): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): CodeAnswer {
+        return CodeAnswer(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): CodeAnswer {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: CodeAnswer) = 8UL
+
+    override fun write(value: CodeAnswer, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The offering side: shows `code`, then connects with the answer code.
+ */
+public interface CodeOfferInterface {
+    
+    /**
+     * The offer code to show (text, link, QR code or sound).
+     */
+    fun `code`(): kotlin.String
+    
+    /**
+     * Applies the answer code (text or link) and runs the verified handshake on `node`.
+     * Fails with `InvalidArgument` (`bad_code`, `wrong_code_kind`) for a bad code, `Timeout`
+     * if the peer does not come, or the handshake's own error. Callable once.
+     */
+    suspend fun `connect`(`node`: Node, `answer`: kotlin.String): Connection
+    
+    companion object
+}
+
+/**
+ * The offering side: shows `code`, then connects with the answer code.
+ */
+open class CodeOffer: Disposable, AutoCloseable, CodeOfferInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_codeoffer(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_codeoffer(handle, status)
+        }
+    }
+
+    
+    /**
+     * The offer code to show (text, link, QR code or sound).
+     */override fun `code`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_codeoffer_code(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Applies the answer code (text or link) and runs the verified handshake on `node`.
+     * Fails with `InvalidArgument` (`bad_code`, `wrong_code_kind`) for a bad code, `Timeout`
+     * if the peer does not come, or the handshake's own error. Callable once.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `connect`(`node`: Node, `answer`: kotlin.String) : Connection {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_codeoffer_connect(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+        FfiConverterString.lower(`answer`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCodeOffer: FfiConverter<CodeOffer, Long> {
+    override fun lower(value: CodeOffer): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): CodeOffer {
+        return CodeOffer(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): CodeOffer {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: CodeOffer) = 8UL
+
+    override fun write(value: CodeOffer, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -5712,6 +6361,62 @@ public object FfiConverterTypeCloseInfo: FfiConverterRustBuffer<CloseInfo> {
 
 
 /**
+ * Settings of a code exchange.
+ */
+data class CodeOptions (
+    /**
+     * Local UDP addresses to bind, e.g. `["127.0.0.1:0"]`. Empty: `0.0.0.0:0`, one socket per
+     * non-loopback interface.
+     */
+    var `bindAddrs`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * STUN URLs for a server-reflexive candidate, e.g. `stun:stun.example.org:3478`.
+     */
+    var `stunUrls`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * Bound on each wait of `connect` in milliseconds (default 60 000).
+     */
+    var `timeoutMs`: kotlin.ULong? = null 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCodeOptions: FfiConverterRustBuffer<CodeOptions> {
+    override fun read(buf: ByteBuffer): CodeOptions {
+        return CodeOptions(
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterOptionalULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CodeOptions) = (
+            FfiConverterSequenceString.allocationSize(value.`bindAddrs`) +
+            FfiConverterSequenceString.allocationSize(value.`stunUrls`) +
+            FfiConverterOptionalULong.allocationSize(value.`timeoutMs`)
+    )
+
+    override fun write(value: CodeOptions, buf: ByteBuffer) {
+            FfiConverterSequenceString.write(value.`bindAddrs`, buf)
+            FfiConverterSequenceString.write(value.`stunUrls`, buf)
+            FfiConverterOptionalULong.write(value.`timeoutMs`, buf)
+    }
+}
+
+
+
+/**
  * A device's signed description, verified by the handshake.
  */
 data class DeviceInfo (
@@ -7160,5 +7865,45 @@ public object FfiConverterSequenceTypeConnection: FfiConverterRustBuffer<List<Co
     )
     }
     
+
+        /**
+         * Applies an offer code (text or link) and makes the answer code.
+         */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+     suspend fun `createCodeAnswer`(`offer`: kotlin.String, `options`: CodeOptions) : CodeAnswer {
+        return uniffiRustCallAsync(
+        UniffiLib.uniffi_peerlink_ffi_fn_func_create_code_answer(
+        FfiConverterString.lower(`offer`),
+        FfiConverterTypeCodeOptions.lower(`options`),),
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeCodeAnswer.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+        /**
+         * Gathers candidates and makes an offer code (base64url; a link `https://host/#CODE` holds
+         * the same text after `#`).
+         */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+     suspend fun `createCodeOffer`(`options`: CodeOptions) : CodeOffer {
+        return uniffiRustCallAsync(
+        UniffiLib.uniffi_peerlink_ffi_fn_func_create_code_offer(
+        FfiConverterTypeCodeOptions.lower(`options`),),
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeCodeOffer.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
 
 

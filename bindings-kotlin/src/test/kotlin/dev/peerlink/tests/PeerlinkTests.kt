@@ -282,6 +282,33 @@ fun main() {
         p.shutdown()
     }
 
+    test("compact codes: offer code, answer code, verified connection over WebRTC, no server") {
+        val alice = node("alice")
+        val bob = node("bob")
+        bob.expose("reverse", Handler { _, args -> args.reversedArray() })
+        val options = CodeOptions(bindAddrs = listOf("127.0.0.1:0"), timeoutMs = 30_000uL)
+        val offer = createCodeOffer(options)
+        val offerCode = offer.code()
+        check(Regex("^[A-Za-z0-9_-]+$").matches(offerCode) && offerCode.length <= 110) { "offer code $offerCode" }
+        // The link form carries the same code after '#'.
+        val answer = createCodeAnswer("https://lobby.example/#$offerCode", options)
+        val bad = expectThrows<PeerlinkException.InvalidArgument> { createCodeAnswer(answer.code(), options) }
+        check(bad.code == "wrong_code_kind") { "wrong kind ${bad.code}" }
+        val (a, b) = coroutineScope {
+            val a = async { offer.connect(alice, answer.code()) }
+            val b = async { answer.connect(bob) }
+            a.await() to b.await()
+        }
+        check(a.remote().publicKey == bob.publicKey() && b.remote().publicKey == alice.publicKey()) { "remote keys" }
+        check(a.transportKind() == "webrtc") { a.transportKind() }
+        check(a.call("reverse", byteArrayOf(1, 2)).contentEquals(byteArrayOf(2, 1))) { "call" }
+        val again = expectThrows<PeerlinkException.InvalidArgument> { offer.connect(alice, answer.code()) }
+        check(again.code == "invalid_state") { again.code }
+        alice.shutdown()
+        bob.shutdown()
+        listOf(a, b, offer, answer, alice, bob).forEach { it.destroy() }
+    }
+
     test("close without leaks: handles freed, foreign objects released, no descriptors left") {
         suspend fun cycle(): WeakReference<Any> {
             val handler = Handler { _, args -> args }
