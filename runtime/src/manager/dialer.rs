@@ -130,6 +130,13 @@ impl ConnectionManager {
                 ));
                 st.candidates.insert(c.device_id.clone(), c);
             }
+            // Devices already linked count as connected, so losing them means a reconnect.
+            let linked: Vec<String> = lock(&self.inner.state).entries.keys().cloned().collect();
+            for d in linked {
+                if st.candidates.contains_key(&d) {
+                    st.planner.connected(&d);
+                }
+            }
         }
         self.start_dialing();
     }
