@@ -192,3 +192,199 @@ pub fn compact(data: &[u8]) {
     assert_eq!(back.ice_pwd, code.ice_pwd);
     assert_eq!(back.candidates.len(), code.candidates.len());
 }
+
+/// Arbitrary device messages (MessagePack): a message that decodes re-encodes to bytes that
+/// decode to the same message, verifying it never panics, and a forwarded copy keeps the hop
+/// budget; delivery results round-trip the same way.
+pub fn device_message(data: &[u8]) {
+    use peerlink_core::device_message::{DeviceMessage, DeviceMessageResult};
+    if let Ok(message) = DeviceMessage::from_bytes(data) {
+        let again = DeviceMessage::from_bytes(&message.to_bytes()).expect("re-encoded decodes");
+        assert!(again == message, "device message round trip changed it");
+        let _ = message.verify(None);
+        let _ = message.verify(Some(&message.from_public_key));
+        let _ = message.signing_bytes();
+        let next = message.forwarded_by("relay");
+        assert_eq!(next.hops.len(), message.hops.len() + 1);
+        assert!(next.ttl <= message.ttl);
+    }
+    if let Ok(result) = rmp_serde::from_slice::<DeviceMessageResult>(data) {
+        let bytes = rmp_serde::to_vec_named(&result).expect("a result encodes");
+        let again: DeviceMessageResult = rmp_serde::from_slice(&bytes).expect("re-encoded decodes");
+        assert_eq!(again, result);
+    }
+}
+
+/// Largest recording the modem target decodes (the product limit is ten minutes of audio,
+/// which a tiny WAV header with a low sample rate can claim; the decoder is the same).
+pub const MODEM_MAX_SAMPLES: usize = 48_000;
+
+/// Arbitrary WAV files and raw sample streams into the modem decoder: the sample reader keeps
+/// to its limit and samples stay in full scale; a decoded frame's payload fits in what was
+/// received.
+pub fn modem(data: &[u8]) {
+    use peerlink_core::modem::{demodulate, samples_from_wav};
+    if let Ok(samples) = samples_from_wav(data, MODEM_MAX_SAMPLES) {
+        assert!(samples.len() <= MODEM_MAX_SAMPLES);
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.is_finite() && s.abs() <= 1.0 + 1e-3)
+        );
+        check_decoded(demodulate(&samples));
+    }
+    // The same bytes as raw 16-bit little-endian PCM.
+    let samples: Vec<f32> = data
+        .chunks_exact(2)
+        .take(MODEM_MAX_SAMPLES)
+        .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+        .collect();
+    check_decoded(demodulate(&samples));
+}
+
+fn check_decoded(result: Result<peerlink_core::modem::Decoded, peerlink_core::modem::ModemError>) {
+    if let Ok(decoded) = result {
+        assert!(decoded.payload.len() <= decoded.received.len());
+        assert!(decoded.corrected_bytes <= decoded.received.len());
+        assert!(decoded.raw_bit_errors <= decoded.received.len() * 8);
+    }
+}
+
+fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
+}
+
+/// Arbitrary WebRTC signals (JSON): a signal that parses serialises to JSON that parses to the
+/// same signal; an offer or answer that has a compact code expands to a signal whose code is
+/// the same.
+pub fn webrtc_signal(data: &[u8]) {
+    use peerlink::webrtc::Signal;
+    use peerlink::webrtc::compact::{code_from_signal, signal_from_code};
+    let Some(json) = text(data) else {
+        return;
+    };
+    let Ok(signal) = Signal::from_json(json) else {
+        return;
+    };
+    let again = Signal::from_json(&signal.to_json()).expect("serialised signal parses");
+    assert_eq!(again, signal);
+    assert_eq!(again.kind(), signal.kind());
+    if let Ok(code) = code_from_signal(&signal) {
+        let expanded = signal_from_code(&code);
+        assert_eq!(expanded.kind(), signal.kind());
+        let code2 = code_from_signal(&expanded).expect("an expanded code reads back");
+        assert_eq!(code2, code);
+    }
+}
+
+/// Arbitrary session descriptions through what the link reads from them: the fingerprint is
+/// normalised, the engine's copy announces no message limit in its application section and
+/// keeps the fingerprint and candidates, and the offer rewrite is idempotent.
+pub fn sdp(data: &[u8]) {
+    use peerlink::fuzzing::{check_sdp, has_candidates, offer_as_active, sdp_for_engine};
+    use peerlink::webrtc::{max_message_size, sha256_fingerprint};
+    let Some(sdp) = text(data) else {
+        return;
+    };
+    let checked = check_sdp(sdp);
+    let fingerprint = sha256_fingerprint(sdp, "remote");
+    if let Ok(fp) = &fingerprint {
+        let hex = fp.strip_prefix("sha-256 ").expect("normalised algorithm");
+        assert_eq!(hex.len(), 32 * 3 - 1);
+        assert!(!hex.bytes().any(|b| b.is_ascii_lowercase()));
+    }
+    let _ = max_message_size(sdp);
+    let engine = sdp_for_engine(sdp);
+    if sdp
+        .lines()
+        .any(|l| l.trim_end().starts_with("m=application"))
+    {
+        assert_eq!(max_message_size(&engine).ok(), Some(usize::MAX));
+    }
+    assert_eq!(
+        sha256_fingerprint(&engine, "remote").ok(),
+        fingerprint.as_ref().ok().cloned()
+    );
+    assert_eq!(has_candidates(&engine), has_candidates(sdp));
+    if checked.is_ok() {
+        assert!(check_sdp(&engine).is_ok() || engine.len() > sdp.len());
+    }
+    let active = offer_as_active(sdp);
+    assert_eq!(offer_as_active(&active), active);
+}
+
+/// Arbitrary input to the signaling server's decoders: client text messages (with `auth`
+/// verification: a message that verifies has valid ids) and relay frames (a frame that parses
+/// rebuilds to the same bytes).
+pub fn signaling_server(data: &[u8]) {
+    use peerlink_signal_server::fuzzing::{
+        backplane_member, build_relay, client_text, is_valid_id, parse_relay, token_admits,
+    };
+    if let Some((device_id, payload)) = parse_relay(data) {
+        assert!(is_valid_id(device_id) || device_id.chars().any(char::is_control));
+        assert_eq!(build_relay(device_id, payload), data);
+    }
+    let Some(json) = text(data) else {
+        return;
+    };
+    if let Some(message) = client_text(json) {
+        if let Some(Ok(key)) = &message.auth {
+            let (device, user) = &message.ids;
+            assert!(device.as_deref().is_some_and(is_valid_id));
+            assert!(user.as_deref().is_some_and(is_valid_id));
+            let _ = key.to_base64();
+        }
+        if let Some(data) = &message.data {
+            serde_json::from_str::<serde_json::Value>(data).expect("raw data is JSON");
+        }
+    }
+    let key = Identity::from_seed(&[1; 32]).public_key();
+    let _ = token_admits(json, &key);
+    if let Some(member) = backplane_member(json) {
+        let again = backplane_member(&serde_json::to_string(&member).expect("encodes"));
+        assert_eq!(again, Some(member));
+    }
+}
+
+/// Arbitrary input to the signaling client's decoders: server text messages (members, errors,
+/// TURN credentials), relay-link frames (a frame that parses rebuilds to the same bytes),
+/// signaling URLs (normalising is idempotent; the signed host has no path or credentials) and
+/// group-broadcast relay requests (decode, encode, decode is stable).
+pub fn signaling_client(data: &[u8]) {
+    use peerlink::fuzzing::{
+        decode_hub_relay, encode_hub_relay, host_of, link_frame, parse_link_frame,
+        signaling_server_text,
+    };
+    if let Some(m) = parse_link_frame(data) {
+        assert_eq!(link_frame(&m.from, m.kind, m.link_id, &m.body), data);
+    }
+    if let Some((group, name, args)) = decode_hub_relay(data) {
+        let body = encode_hub_relay(&group, &name, &args).expect("a decoded relay encodes");
+        assert_eq!(decode_hub_relay(&body), Some((group, name, args)));
+    }
+    let Some(text) = text(data) else {
+        return;
+    };
+    if let Some(message) = signaling_server_text(text) {
+        if let Ok(members) = &message.members {
+            let json = serde_json::json!({ "members": members }).to_string();
+            let again = signaling_server_text(&json).expect("members JSON parses");
+            assert_eq!(again.members.ok().as_ref(), Some(members));
+        }
+        let _ = message.error.to_string();
+        if let Some(turn) = &message.turn {
+            let _ = format!("{turn:?}");
+        }
+    }
+    if let Some(host) = host_of(text) {
+        assert!(!host.is_empty());
+        assert!(!host.contains(['/', '?', '#', '@']));
+    }
+    if let Ok(url) = peerlink::normalise_ws_url(text) {
+        assert_eq!(
+            peerlink::normalise_ws_url(&url).ok().as_deref(),
+            Some(url.as_str()),
+            "normalising is idempotent"
+        );
+    }
+}

@@ -23,6 +23,8 @@
 
 mod connection;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 pub mod manager;
 mod node;

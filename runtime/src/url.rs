@@ -35,7 +35,9 @@ impl WsUrl {
             "wss" => true,
             _ => return Err(bad("scheme must be ws or wss")),
         };
-        let rest = rest.split('#').next().unwrap_or_default();
+        // Whitespace before a fragment is trailing whitespace too: trimmed, so the normalised
+        // form normalises to itself.
+        let rest = rest.split('#').next().unwrap_or_default().trim_end();
         let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split_at);
         if authority.contains('@') {
@@ -131,6 +133,23 @@ mod tests {
         );
         assert_eq!(normalise_ws_url("ws://[::1]:7/").unwrap(), "ws://[::1]:7");
         assert_eq!(normalise_ws_url("ws://[::1]").unwrap(), "ws://[::1]:80");
+    }
+
+    #[test]
+    fn normalising_is_idempotent_with_whitespace_before_a_fragment() {
+        for url in [
+            "wss://h.example:443/ws?x=\t#frag",
+            "ws://h/ #x",
+            "ws://h/a \t",
+        ] {
+            let once = normalise_ws_url(url).unwrap();
+            assert_eq!(normalise_ws_url(&once).unwrap(), once, "{url:?}");
+        }
+        assert_eq!(
+            normalise_ws_url("wss://h.example/ws?x=\t#frag").unwrap(),
+            "wss://h.example:443/ws?x="
+        );
+        assert_eq!(normalise_ws_url("ws://h/ #x").unwrap(), "ws://h:80");
     }
 
     #[test]

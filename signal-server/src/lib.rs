@@ -22,6 +22,8 @@
 mod auth;
 pub mod cli;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod lobby;
 mod metrics;

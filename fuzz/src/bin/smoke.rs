@@ -3,7 +3,8 @@
 //!
 //!   cargo run --release --manifest-path fuzz/Cargo.toml --bin fuzz-smoke -- --seconds 10
 //!
-//! `--seconds` is the total budget, split evenly between targets; `--seed N` changes the run.
+//! `--seconds` is the total budget, split evenly between targets; `--seed N` changes the run;
+//! `--target NAME` runs one target only.
 //! A panicking input is printed in hex before the panic is passed on (non-zero exit).
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -18,6 +19,39 @@ use peerlink_fuzz::{FRAME_KEY, FUZZ_UNIX_MS, join};
 
 /// A target's name and body.
 type Target = (&'static str, fn(&[u8]));
+
+/// Every target, in run order (the names of the libFuzzer binaries in `fuzz_targets/`).
+const TARGETS: [Target; 12] = [
+    ("wire_record", peerlink_fuzz::wire_record),
+    ("wire_frames", peerlink_fuzz::wire_frames),
+    ("envelope", peerlink_fuzz::envelope),
+    ("device_info", peerlink_fuzz::device_info),
+    ("handshake", peerlink_fuzz::handshake),
+    ("compact", peerlink_fuzz::compact),
+    ("device_message", peerlink_fuzz::device_message),
+    ("modem", peerlink_fuzz::modem),
+    ("webrtc_signal", peerlink_fuzz::webrtc_signal),
+    ("sdp", peerlink_fuzz::sdp),
+    ("signaling_server", peerlink_fuzz::signaling_server),
+    ("signaling_client", peerlink_fuzz::signaling_client),
+];
+
+fn names() -> String {
+    TARGETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A data-channel offer with host, srflx and mDNS candidates.
+const OFFER_SDP: &str = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+                a=candidate:1 1 udp 2122260223 192.168.1.23 50123 typ host\r\n\
+                a=candidate:2 1 udp 1686052607 203.0.113.7 61001 typ srflx raddr 192.168.1.23 rport 50123\r\n\
+                a=candidate:3 1 udp 2122260223 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.local 9 typ host\r\n\
+                a=ice-ufrag:Zq3x\r\na=ice-pwd:hV5o9jP2fRk3N1mQ8sT0wYbC\r\n\
+                a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:A6:85\r\n\
+                a=setup:actpass\r\na=mid:0\r\na=max-message-size:65536\r\n";
 
 struct Rng(u64);
 
@@ -169,13 +203,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             vec![join(&[&first]), first]
         }
         "compact" => {
-            let offer = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
-                a=candidate:1 1 udp 2122260223 192.168.1.23 50123 typ host\r\n\
-                a=candidate:2 1 udp 1686052607 203.0.113.7 61001 typ srflx raddr 192.168.1.23 rport 50123\r\n\
-                a=candidate:3 1 udp 2122260223 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.local 9 typ host\r\n\
-                a=ice-ufrag:Zq3x\r\na=ice-pwd:hV5o9jP2fRk3N1mQ8sT0wYbC\r\n\
-                a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:A6:85\r\n\
-                a=setup:actpass\r\na=mid:0\r\na=max-message-size:65536\r\n";
+            let offer = OFFER_SDP;
             let code = peerlink_core::compact::CompactSignal::from_sdp(
                 offer,
                 peerlink_core::compact::CodeKind::Offer,
@@ -183,6 +211,92 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             .expect("seed offer reads");
             vec![code.to_bytes().expect("seed encodes")]
         }
+        "device_message" => {
+            use peerlink_core::device_message::{
+                DeliveryStatus, DeviceMessage, DeviceMessageResult,
+            };
+            let identity = Identity::from_seed(&[5; 32]);
+            let message = DeviceMessage::new_signed(
+                &identity, "m-1", "alice", "bob", "ctx", 4, b"payload".to_vec(),
+            )
+            .expect("seed message");
+            let broadcast =
+                DeviceMessage::new_signed(&identity, "m-2", "alice", "", "", 2, Vec::new())
+                    .expect("seed broadcast")
+                    .forwarded_by("carol");
+            let result = DeviceMessageResult {
+                status: DeliveryStatus::Delivered,
+                hops: vec!["carol".into(), "bob".into()],
+                payload: b"ok".to_vec(),
+            };
+            vec![
+                message.to_bytes(),
+                broadcast.to_bytes(),
+                rmp_serde::to_vec_named(&result).expect("seed result"),
+            ]
+        }
+        "modem" => {
+            let samples = peerlink_core::modem::modulate(b"hi").expect("seed frame");
+            let wav = peerlink_core::modem::wav_from_samples(&samples, 48_000);
+            let short = peerlink_core::modem::wav_from_samples(&samples[..2000], 8_000);
+            let pcm: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+            vec![wav, short, pcm]
+        }
+        "webrtc_signal" => {
+            let sdp = serde_json::to_string(OFFER_SDP).expect("string");
+            vec![
+                format!(r#"{{"type":"offer","sdp":{sdp},"connectionId":"pl1-c1","iceRestart":true}}"#),
+                format!(r#"{{"type":"answer","sdp":{sdp}}}"#),
+                r#"{"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 2122260223 192.168.1.23 50123 typ host","sdpMLineIndex":0,"sdpMid":"0","usernameFragment":"Zq3x"},"connectionId":"c"}"#.into(),
+                r#"{"type":"renegotiate","renegotiate":true,"iceRestart":true}"#.into(),
+            ]
+            .into_iter()
+            .map(String::into_bytes)
+            .collect()
+        }
+        "sdp" => vec![
+            OFFER_SDP.as_bytes().to_vec(),
+            OFFER_SDP.replace("a=max-message-size:65536\r\n", "").into_bytes(),
+            format!("{OFFER_SDP}m=audio 9 RTP/AVP 0\r\na=max-message-size:5\r\n").into_bytes(),
+        ],
+        "signaling_server" => {
+            use peerlink_signal_server::fuzzing::{CHALLENGE, HOST, NOW_UNIX_SECS, TOKEN_SECRET};
+            let identity = Identity::from_seed(&[11; 32]);
+            let signature = identity.sign(&peerlink_signal_server::protocol::auth_message(
+                &CHALLENGE, HOST, "dev-1", "user-1",
+            ));
+            let token = peerlink_signal_server::mint_token(
+                TOKEN_SECRET,
+                &identity.public_key(),
+                NOW_UNIX_SECS + 60,
+            );
+            let auth = serde_json::json!({
+                "type": "auth", "v": 1, "id": 0,
+                "publicKey": identity.public_key().to_base64(),
+                "deviceId": "dev-1", "userId": "user-1", "host": HOST,
+                "signature": signature.to_base64(), "token": token,
+            });
+            vec![
+                auth.to_string().into_bytes(),
+                br#"{"type":"join","id":2,"room":"lobby"}"#.to_vec(),
+                br#"{"type":"signal","id":3,"to":"dev-2","data":{"type":"offer","sdp":"v=0"}}"#
+                    .to_vec(),
+                br#"{"deviceId":"dev-2","userId":"u","publicKey":"AAAA"}"#.to_vec(),
+                peerlink_signal_server::protocol::relay_frame("dev-2", b"\x01\0\0\0\x07data")
+                    .to_vec(),
+                token.into_bytes(),
+            ]
+        }
+        "signaling_client" => vec![
+            br#"{"type":"members","re":1,"room":"r","members":[{"deviceId":"a","userId":"u","publicKey":"AAAA"}]}"#.to_vec(),
+            br#"{"type":"error","re":2,"code":"target_offline","message":"gone","to":"b"}"#.to_vec(),
+            br#"{"type":"turn","re":3,"username":"1:a","credential":"x","ttl":60,"urls":["turn:198.18.0.2:3478"]}"#.to_vec(),
+            br#"{"type":"joined","room":"r","member":{"deviceId":"a","userId":"u","publicKey":"AAAA"}}"#.to_vec(),
+            peerlink::fuzzing::link_frame("alice", 1, 7, b"ciphertext"),
+            b"wss://Signal.Example.org:443/ws?x=1#frag".to_vec(),
+            b"ws://[::1]:9/".to_vec(),
+            peerlink::fuzzing::encode_hub_relay("group", "notify", b"\x92\x01\x02").expect("seed relay"),
+        ],
         _ => Vec::new(),
     }
 }
@@ -247,14 +361,16 @@ fn main() {
     let seed: u64 = arg("--seed")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x2545_f491_4f6c_dd1d);
-    let targets: [Target; 6] = [
-        ("wire_record", peerlink_fuzz::wire_record),
-        ("wire_frames", peerlink_fuzz::wire_frames),
-        ("envelope", peerlink_fuzz::envelope),
-        ("device_info", peerlink_fuzz::device_info),
-        ("handshake", peerlink_fuzz::handshake),
-        ("compact", peerlink_fuzz::compact),
-    ];
+    let only = arg("--target");
+    let targets: Vec<Target> = TARGETS
+        .iter()
+        .copied()
+        .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
+        .collect();
+    if targets.is_empty() {
+        eprintln!("no such target; targets: {}", names());
+        std::process::exit(2);
+    }
     let budget = Duration::from_secs_f64(seconds / targets.len() as f64);
     let mut rng = Rng(seed | 1);
     let mut total = 0u64;

@@ -269,12 +269,12 @@ impl SignalingClient {
     }
 }
 
-fn members_of(reply: &Value) -> Result<Vec<Member>, SignalingError> {
+pub(crate) fn members_of(reply: &Value) -> Result<Vec<Member>, SignalingError> {
     serde_json::from_value(reply["members"].clone())
         .map_err(|e| SignalingError::Protocol(format!("bad members list: {e}")))
 }
 
-fn server_error(v: &Value) -> SignalingError {
+pub(crate) fn server_error(v: &Value) -> SignalingError {
     SignalingError::Server {
         code: v["code"].as_str().unwrap_or("unknown").to_owned(),
         message: v["message"].as_str().unwrap_or_default().to_owned(),
