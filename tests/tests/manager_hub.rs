@@ -67,6 +67,39 @@ async fn ws_link(a: &ConnectionManager, b: &ConnectionManager) {
         .expect("dial");
 }
 
+/// Links every member to `hub` and `standby` by WebSocket (`via`: one member dials the hub at
+/// another URL) and waits until both sides of every link are up.
+async fn star(
+    peers: &BTreeMap<String, ConnectionManager>,
+    hub: &str,
+    standby: &str,
+    via: Option<(&str, &str)>,
+) {
+    for (d, m) in peers {
+        match via {
+            Some((member, url)) if member == d => {
+                tokio::time::timeout(BOUND, m.dial(url))
+                    .await
+                    .expect("dial in bound")
+                    .expect("dial through the proxy");
+            }
+            _ if d != hub => ws_link(m, &peers[hub]).await,
+            _ => {}
+        }
+        if d != hub && d != standby {
+            ws_link(m, &peers[standby]).await;
+        }
+    }
+    let (all, h, s) = (peers.clone(), hub.to_owned(), standby.to_owned());
+    wait_for("every link up on both sides", move || {
+        all.iter().all(|(d, m)| {
+            let want = if *d == h || *d == s { 9 } else { 2 };
+            m.connected_devices().len() == want
+        })
+    })
+    .await;
+}
+
 /// A TCP proxy on loopback that can freeze: once frozen it forwards nothing and closes
 /// nothing, so the far side's close never reaches the near side (a half-open link, as when a
 /// device vanishes without a goodbye).
@@ -162,22 +195,7 @@ async fn broadcasts_resume_through_a_new_hub_after_the_hub_dies() {
         assert_eq!(m.hubs(GROUP), (Some(hub.clone()), Some(standby.clone())));
     }
     // Star around the hub and the standby, as each member keeps links to both.
-    for (d, m) in &peers {
-        if *d != hub {
-            ws_link(m, &peers[&hub]).await;
-        }
-        if *d != hub && *d != standby {
-            ws_link(m, &peers[&standby]).await;
-        }
-    }
-    let (all, h, s) = (peers.clone(), hub.clone(), standby.clone());
-    wait_for("every link up on both sides", move || {
-        all.iter().all(|(d, m)| {
-            let want = if *d == h || *d == s { 9 } else { 2 };
-            m.connected_devices().len() == want
-        })
-    })
-    .await;
+    star(&peers, &hub, &standby, None).await;
     let spoke = ids
         .iter()
         .find(|d| **d != hub && **d != standby)
@@ -326,27 +344,7 @@ async fn a_member_whose_link_to_the_hub_stays_open_learns_of_its_death_from_the_
         .await
         .expect("listen");
     let proxy = FreezingProxy::start(front, listener.local_addr());
-    for (d, m) in &peers {
-        if *d == late {
-            tokio::time::timeout(BOUND, m.dial(&proxy.url))
-                .await
-                .expect("dial in bound")
-                .expect("dial through the proxy");
-        } else if *d != hub {
-            ws_link(m, &peers[&hub]).await;
-        }
-        if *d != hub && *d != standby {
-            ws_link(m, &peers[&standby]).await;
-        }
-    }
-    let (all, h, s) = (peers.clone(), hub.clone(), standby.clone());
-    wait_for("every link up on both sides", move || {
-        all.iter().all(|(d, m)| {
-            let want = if *d == h || *d == s { 9 } else { 2 };
-            m.connected_devices().len() == want
-        })
-    })
-    .await;
+    star(&peers, &hub, &standby, Some((&late, &proxy.url))).await;
     let reached = tokio::time::timeout(BOUND, peers[&late].broadcast_group(GROUP, "news", &1u32))
         .await
         .expect("in bound")

@@ -574,31 +574,13 @@ impl ConnectionManager {
                 }
             }),
         );
-        let weak = Arc::downgrade(&self.inner);
         connection.expose(
             HUB_RELAY,
-            handler_fn(move |req: Request| {
-                let weak = weak.clone();
-                async move {
-                    let inner = weak
-                        .upgrade()
-                        .ok_or_else(|| HandlerError::new("unavailable", "manager gone"))?;
-                    ConnectionManager { inner }.on_hub_relay(req).await
-                }
-            }),
+            self.manager_handler(|m, req| async move { m.on_hub_relay(req).await }),
         );
-        let weak = Arc::downgrade(&self.inner);
         connection.expose(
             MEMBER_DOWN,
-            handler_fn(move |req: Request| {
-                let weak = weak.clone();
-                async move {
-                    let inner = weak
-                        .upgrade()
-                        .ok_or_else(|| HandlerError::new("unavailable", "manager gone"))?;
-                    ConnectionManager { inner }.on_member_down(req).await
-                }
-            }),
+            self.manager_handler(|m, req| async move { m.on_member_down(req).await }),
         );
         let weak = Arc::downgrade(&self.inner);
         connection.expose(
@@ -625,6 +607,26 @@ impl ConnectionManager {
                 connection.expose(group_rpc_name(name, group), Arc::clone(handler));
             }
         }
+    }
+
+    /// A connection handler running `f` on this manager, held weakly: once the manager is
+    /// gone the handler answers `unavailable`.
+    fn manager_handler<F, Fut>(&self, f: F) -> Handler
+    where
+        F: Fn(ConnectionManager, Request) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Bytes, HandlerError>> + Send + 'static,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        let f = Arc::new(f);
+        handler_fn(move |req: Request| {
+            let (weak, f) = (weak.clone(), Arc::clone(&f));
+            async move {
+                let inner = weak
+                    .upgrade()
+                    .ok_or_else(|| HandlerError::new("unavailable", "manager gone"))?;
+                f(ConnectionManager { inner }, req).await
+            }
+        })
     }
 
     /// Retires a link that is no longer current: waits for its calls, agrees with the peer,
