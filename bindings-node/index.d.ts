@@ -9,6 +9,30 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** The answering side: gives `code()` back to the offerer, then connects. */
+export declare class CodeAnswer {
+  /** The answer code to give back to the offerer. */
+  code(): string
+  /** Waits for the offerer and runs the verified handshake on `node`. Callable once. */
+  connect(node: Node): Promise<Connection>
+  /** Gives up: closes the link (a no-op after `connect`). */
+  close(): Promise<void>
+}
+
+/** The offering side: shows `code()`, then connects with the answer code. */
+export declare class CodeOffer {
+  /** The offer code to show (text, link, QR code or sound). */
+  code(): string
+  /**
+   * Applies the answer code (text or link) and runs the verified handshake on `node`.
+   * Rejects with `bad_code` or `wrong_code_kind` for a bad code, `timeout` if the peer does
+   * not come, or the handshake's own code. Callable once (`invalid_state` after).
+   */
+  connect(node: Node, answer: string): Promise<Connection>
+  /** Gives up: closes the link (a no-op after `connect`). */
+  close(): Promise<void>
+}
+
 /** A verified connection to a remote device. */
 export declare class Connection {
   /** Process-unique id of this connection. */
@@ -202,6 +226,28 @@ export interface CloseInfo {
   /** Human-readable text. */
   message: string
 }
+
+/** Settings of a code exchange. */
+export interface CodeOptions {
+  /**
+   * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Default `0.0.0.0:0`: one
+   * socket per non-loopback interface.
+   */
+  bindAddrs?: Array<string>
+  /** STUN URLs for a server-reflexive candidate, e.g. `stun:stun.example.org:3478`. */
+  stunUrls?: Array<string>
+  /** Bound on each wait of `connect` in milliseconds (default 60 000). */
+  timeoutMs?: number
+}
+
+/** Applies an offer code (text or link) and makes the answer code. */
+export declare function createCodeAnswer(offer: string, options?: CodeOptions | undefined | null): Promise<CodeAnswer>
+
+/**
+ * Gathers candidates and makes an offer code (base64url; a link `https://host/#CODE`
+ * carries the same text after `#`).
+ */
+export declare function createCodeOffer(options?: CodeOptions | undefined | null): Promise<CodeOffer>
 
 /** Decodes what `encodeMessage` produced back into `{ name, value }`. */
 export declare function decodeMessage(data: Uint8Array): { name: string, value: any }

@@ -835,12 +835,16 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CodeAnswer = nativeBinding.CodeAnswer
+module.exports.CodeOffer = nativeBinding.CodeOffer
 module.exports.Connection = nativeBinding.Connection
 module.exports.Identity = nativeBinding.Identity
 module.exports.Listener = nativeBinding.Listener
 module.exports.Node = nativeBinding.Node
 module.exports.RecvStream = nativeBinding.RecvStream
 module.exports.SendStream = nativeBinding.SendStream
+module.exports.createCodeAnswer = nativeBinding.createCodeAnswer
+module.exports.createCodeOffer = nativeBinding.createCodeOffer
 module.exports.decodeMessage = nativeBinding.decodeMessage
 module.exports.encodeMessage = nativeBinding.encodeMessage
 module.exports.TrustLevel = nativeBinding.TrustLevel

@@ -5,6 +5,8 @@ const require = createRequire(import.meta.url)
 const binding = require('./index.js')
 
 export const {
+  CodeAnswer,
+  CodeOffer,
   Connection,
   Identity,
   Listener,
@@ -12,6 +14,8 @@ export const {
   RecvStream,
   SendStream,
   TrustLevel,
+  createCodeAnswer,
+  createCodeOffer,
   decodeMessage,
   encodeMessage,
   version,

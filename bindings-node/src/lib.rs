@@ -9,6 +9,7 @@
 
 mod bridge;
 mod codec;
+mod compact;
 mod connection;
 mod error;
 mod handler;
@@ -19,6 +20,7 @@ mod value;
 use napi_derive::napi;
 
 pub use codec::{decode_message, encode_message};
+pub use compact::{CodeAnswer, CodeOffer, CodeOptions, create_code_answer, create_code_offer};
 pub use connection::{CallOptions, CloseInfo, Connection, RecvStream, SendStream};
 pub use identity::{DeviceInfo, Identity};
 pub use node::{ListenOptions, Listener, Node, NodeOptions};

@@ -71,7 +71,7 @@ type ClosedCallback = JsCallback<(f64, CloseInfo), napi::bindgen_prelude::FnArgs
 /// A peerlink node: one identity, its listeners and its connections.
 #[napi]
 pub struct Node {
-    inner: peerlink::Node,
+    pub(crate) inner: peerlink::Node,
     trust: Option<Arc<JsTrust>>,
     exposed: Mutex<Vec<String>>,
     subscriptions: Mutex<Vec<AbortHandle>>,
