@@ -1,7 +1,7 @@
 //! A peerlink WebRTC peer that other stacks can drive: signals as JSON lines on stdin/stdout.
 //!
 //! ```text
-//! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench]
+//! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench|chat]
 //!             [--bulk-mib 16] [--msg 65536] [--rtt 200] [--pair]
 //!             [--no-pacing] [--pacing-initial BYTES] [--pacing-min BYTES] [--send-limit BYTES]
 //!             [--codes]
@@ -58,6 +58,7 @@ struct Opts {
     pacing_min: Option<usize>,
     send_limit: Option<usize>,
     codes: bool,
+    chat: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -75,6 +76,7 @@ fn parse_args() -> Result<Opts, String> {
         pacing_min: None,
         send_limit: None,
         codes: false,
+        chat: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -88,7 +90,12 @@ fn parse_args() -> Result<Opts, String> {
                 }
             }
             "--bind" => opts.bind = value()?.parse().map_err(|e| format!("--bind: {e}"))?,
-            "--mode" => opts.bench = value()? == "bench",
+            "--mode" => match value()?.as_str() {
+                "bench" => opts.bench = true,
+                "chat" => opts.chat = true,
+                "interop" => {}
+                other => return Err(format!("unknown mode {other}")),
+            },
             "--bulk-mib" => {
                 let mib: f64 = value()?.parse().map_err(|e| format!("--bulk-mib: {e}"))?;
                 opts.bulk = (mib * 1048576.0) as usize;
@@ -510,6 +517,37 @@ async fn bench(
     }
 }
 
+/// Chat script, for pages that only chat (the lobby): one channel `chat` (the offerer opens
+/// it), this side sends `hello-code` and reports the first message it gets back.
+async fn chat(
+    link: WebRtcLink,
+    mut channels_in: mpsc::UnboundedReceiver<WebRtcChannel>,
+    opts: Opts,
+) -> Result<Value, String> {
+    let bound = Duration::from_secs(60);
+    let channel = if opts.role == WebRtcRole::Offerer {
+        let ch = link
+            .create_channel("chat", ChannelOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        link.start().await.map_err(|e| e.to_string())?;
+        ch
+    } else {
+        tokio::time::timeout(bound, channels_in.recv())
+            .await
+            .map_err(|_| "no channel from the peer".to_owned())?
+            .ok_or("link ended")?
+    };
+    tokio::time::timeout(bound, channel.opened())
+        .await
+        .map_err(|_| "channel open timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let (tx, mut rx) = channel.split();
+    send(&tx, Bytes::from_static(b"hello-code")).await?;
+    let reply = recv(&mut rx, "chat reply").await?;
+    Ok(json!({ "chat": String::from_utf8_lossy(&reply) }))
+}
+
 /// Creates a link and a task that turns its events into outgoing signals and channels.
 async fn make_link(
     opts: &Opts,
@@ -560,7 +598,9 @@ async fn run_script(
     opts: Opts,
 ) -> Value {
     let cpu0 = cpu_seconds();
-    let result = if opts.bench {
+    let result = if opts.chat {
+        chat(link, channels, opts).await
+    } else if opts.bench {
         bench(link, channels, opts).await
     } else {
         interop(link, channels, opts).await

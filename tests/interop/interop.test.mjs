@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { RUST_PEER, rustPeer, aiortcPeer, chromiumPeer, launchChromium, runInterop } from './lib.mjs';
+import { RUST_PEER, rustPeer, aiortcPeer, chromiumPeer, launchChromium, runInterop, serveLobby, withTimeout } from './lib.mjs';
 
 let browser;
 before(async () => {
@@ -46,6 +46,60 @@ for (const [name, makeOfferer, makeAnswerer] of codeCases) {
     }
   });
 }
+
+// The lobby page's serverless flow against the Rust peer (chat mode: it sends `hello-code` and
+// reports the reply; `?echo` makes the page answer "echo: " + message).
+async function lobbyCase(body) {
+  const lobby = await serveLobby();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  let rust;
+  try {
+    rust = await body(page, lobby.base, (r) => { rust = r; });
+    const report = await withTimeout(rust.report, 60000, 'chat over the code link');
+    assert.equal(report.chat, 'echo: hello-code', JSON.stringify(report));
+    const log = await page.locator('#log').innerText();
+    assert.match(log, /code-peer: hello-code/);
+  } finally {
+    if (rust) await rust.close();
+    await context.close();
+    await lobby.close();
+  }
+}
+const firstCode = (peer) => withTimeout(new Promise((resolve) => { peer.onSignal = (s) => { if (s.code) resolve(s.code); }; }), 30000, 'a code');
+const codeOut = async (page) => {
+  await page.waitForFunction(() => document.getElementById('code-out').value.length > 0, null, { timeout: 30000 });
+  return page.locator('#code-out').inputValue();
+};
+
+test('lobby: a link /#<offer code> from peerlink is answered by the page', { timeout: 120000 }, async () => {
+  await lobbyCase(async (page, base, hold) => {
+    const rust = rustPeer('offerer', ['--codes', '--mode', 'chat']);
+    hold(rust);
+    const offer = await firstCode(rust);
+    await page.goto(`${base}/?echo#${offer}`);
+    const answer = await codeOut(page);
+    assert.equal(Buffer.from(answer, 'base64url')[0] & 0x08, 0x08, 'the page shows an answer code');
+    rust.send({ code: answer });
+    return rust;
+  });
+});
+
+test('lobby: the page makes an offer code and peerlink answers it', { timeout: 120000 }, async () => {
+  await lobbyCase(async (page, base, hold) => {
+    await page.goto(`${base}/?echo`);
+    await page.click('#make-offer');
+    const offer = await codeOut(page);
+    assert.ok((await page.locator('#code-link').getAttribute('href')).endsWith(`#${offer}`));
+    const rust = rustPeer('answerer', ['--codes', '--mode', 'chat']);
+    hold(rust);
+    const answerPromise = firstCode(rust);
+    rust.send({ code: offer });
+    await page.fill('#code-in', await answerPromise);
+    await page.click('#use-code');
+    return rust;
+  });
+});
 
 for (const [name, makeOfferer, makeAnswerer] of cases) {
   test(name, { timeout: 170000 }, async () => {

@@ -141,6 +141,21 @@ export async function chromiumPeer(browser, role, opts = {}) {
   };
 }
 
+// Serves the lobby page (signal-server/static/lobby.html with compact-code.js inlined, as the
+// server does) at `/` on BIND; resolves with { base, close }. Only the page: its signaling
+// WebSocket finds nothing here, which the code flow does not need.
+export async function serveLobby() {
+  const http = await import('node:http');
+  const page = readFileSync(path.join(ROOT, 'signal-server/static/lobby.html'), 'utf8')
+    .replace('<!-- compact-code.js -->', `<script>\n${COMPACT_JS}</script>`);
+  const server = http.createServer((req, res) => {
+    if (req.url.split('?')[0] !== '/') { res.writeHead(404).end(); return; }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  });
+  await new Promise((r) => server.listen(0, BIND, r));
+  return { base: `http://${BIND}:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
 // Passes signals both ways; `codes`, if given, collects every code that went through.
 export function relay(a, b, codes) {
   const pass = (to) => (s) => { if (codes && s.code) codes.push(s); to.send(s); };
