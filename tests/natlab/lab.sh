@@ -313,7 +313,7 @@ impair() {
   start_bg "delay-$side" "r$side" "$DELAYER" --queue "$q" --delay-ms "$1" --jitter-ms "$2" \
     --loss-percent "$3" --seed "$4" --seconds "${NATLAB_IMPAIR_SECONDS:-900}"
   # Wait until the delayer has bound its queue (it says so on its first line).
-  for _ in $(seq 1 50); do grep -q '^bound' "$STATE/delay-$side.log" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 200); do grep -q '^bound' "$STATE/delay-$side.log" 2>/dev/null && break; sleep 0.1; done
   grep -q '^bound' "$STATE/delay-$side.log" || die "delayer did not start: $(cat "$STATE/delay-$side.log")"
   # Raw prerouting sees every packet before conntrack and NAT, in both directions; bypass
   # lets packets through unharmed if the delayer is gone. (iptables' NFQUEUE target: nft's own
