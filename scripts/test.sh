@@ -105,6 +105,8 @@ suite_vectors() {
   # the fixtures Rust produced.
   npm_install bench/codec-node
   node bench/codec-node/make-fixtures.mjs --check
+  # The browser codec of compact codes (lobby page) against vectors from peerlink-core.
+  node --test signal-server/tests/compact-code.test.mjs
 }
 
 suite_fuzz() {

@@ -375,3 +375,50 @@ fn candidate_limit_is_enforced() {
         Err(CompactError::TooManyCandidates(MAX_CANDIDATES))
     );
 }
+
+/// Vectors for the browser codec (`signal-server/static/compact-code.js`): generated signals
+/// with their code, the SDP `to_sdp` writes, and the code of that SDP read back and minimized
+/// (what a browser's `encode` must produce). The committed file must equal what this code
+/// generates; `PEERLINK_WRITE_VECTORS=1` rewrites it. The JavaScript side is checked by
+/// `signal-server/tests/compact-code.test.mjs` (suite `vectors`).
+#[test]
+fn browser_codec_vectors_are_current() {
+    use base64::Engine as _;
+    use proptest::strategy::ValueTree as _;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/compact-codes.json"
+    );
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let strategy = signal();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut vectors = Vec::new();
+    for _ in 0..64 {
+        let code = strategy.new_tree(&mut runner).expect("value").current();
+        let sdp = code.to_sdp();
+        let mut read = CompactSignal::from_sdp(&sdp, code.kind).expect("expanded SDP reads");
+        read.minimize();
+        read.session_id = code.session_id.clone();
+        vectors.push(serde_json::json!({
+            "code": code.to_text().expect("text"),
+            "kind": match code.kind { CodeKind::Offer => "offer", CodeKind::Answer => "answer" },
+            "sdp": sdp,
+            "sessionId": code.session_id.as_ref().map(|id| b64.encode(id)),
+            "encoded": read.to_text().expect("text"),
+        }));
+    }
+    let text = serde_json::to_string_pretty(&vectors).expect("json") + "\n";
+    if std::env::var_os("PEERLINK_WRITE_VECTORS").is_some() {
+        std::fs::write(path, &text).expect("write vectors");
+    }
+    let committed = std::fs::read_to_string(path).expect("committed vectors");
+    assert!(
+        committed == text,
+        "{path} is stale: run with PEERLINK_WRITE_VECTORS=1"
+    );
+}
