@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p peerlink --example webrtc_bench -- [--engine-defaults] [--no-pacing]
 //!     [--rcvbuf BYTES|none] [--sndbuf BYTES|none] [--limit BYTES|none] [--window BYTES]
-//!     [--ice-interval-ms MS] [--msg BYTES] [--mib MIB] [--runs N]
+//!     [--ice-interval-ms MS] [--max-message BYTES] [--msg BYTES] [--mib MIB] [--runs N]
 //! ```
 //!
 //! Each run builds two links bound to 127.0.0.1, connects them, sends `--mib` MiB in `--msg`
@@ -183,6 +183,9 @@ async fn main() {
             "--kick-us" => {
                 tuning.setup_kick_interval =
                     parse_opt(&value).map(|us| Duration::from_micros(us as u64))
+            }
+            "--max-message" => {
+                tuning.max_message_size = value.parse().unwrap_or(tuning.max_message_size)
             }
             "--msg" => msg = value.parse().unwrap_or(msg),
             "--mib" => mib = value.parse().unwrap_or(mib),

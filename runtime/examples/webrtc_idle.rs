@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p peerlink --example webrtc_idle -- [--links N] [--batch N]
-//!     [--idle-s S] [--rcvbuf BYTES|none] [--sndbuf BYTES|none]
+//!     [--idle-s S] [--rcvbuf BYTES|none] [--sndbuf BYTES|none] [--max-message BYTES]
 //! ```
 //!
 //! Resident memory is `VmRSS` from `/proc/self/status`: what the allocator holds for the links
@@ -115,6 +115,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = WebRtcConfig::loopback();
     if let Some(v) = size_arg(&args, "--rcvbuf") {
         config.tuning.socket_recv_buffer = v;
+    }
+    if let Some(Some(v)) = size_arg(&args, "--max-message") {
+        config.tuning.max_message_size = u32::try_from(v).unwrap_or(u32::MAX);
     }
     if let Some(v) = size_arg(&args, "--sndbuf") {
         config.tuning.socket_send_buffer = v;

@@ -3,9 +3,32 @@
 
 use std::time::Instant;
 
-use ::webrtc::peer_connection::{PeerConnection, RTCStatsReportEntry, StatsSelector};
+use ::webrtc::peer_connection::{
+    PeerConnection, RTCIceCandidate, RTCStatsReportEntry, StatsSelector,
+};
 
 use crate::transport::{PathCandidate, PathReport, TransportKind};
+
+fn from_engine(c: &RTCIceCandidate) -> PathCandidate {
+    PathCandidate {
+        candidate_type: c.typ.to_string(),
+        protocol: c.protocol.to_string().to_ascii_lowercase(),
+        address: c.address.clone(),
+        port: c.port,
+    }
+}
+
+/// Both ends of the pair the ICE agent selected, from the agent rather than the statistics.
+async fn selected_pair(pc: &dyn PeerConnection) -> Option<(PathCandidate, PathCandidate)> {
+    let sctp = pc.sctp().await?;
+    let pair = sctp
+        .transport()
+        .ice_transport()
+        .get_selected_candidate_pair()
+        .await
+        .ok()??;
+    Some((from_engine(pair.local()), from_engine(pair.remote())))
+}
 
 /// Reads the selected pair from the engine's statistics; `None` while no pair is selected.
 pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option<PathReport> {
@@ -39,8 +62,17 @@ pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option
         }
         _ => None,
     };
-    let local = candidate(&pair.local_candidate_id, "RTCLocalIceCandidate_")?;
-    let remote = candidate(&pair.remote_candidate_id, "RTCRemoteIceCandidate_")?;
+    // The statistics know only candidates that were gathered or signalled: a peer-reflexive
+    // remote candidate (learnt from a connectivity check, common right after an ICE restart
+    // when the check arrives before the trickled candidate) has no entry. The ICE agent's
+    // selected pair always has both ends.
+    let (local, remote) = match (
+        candidate(&pair.local_candidate_id, "RTCLocalIceCandidate_"),
+        candidate(&pair.remote_candidate_id, "RTCRemoteIceCandidate_"),
+    ) {
+        (Some(local), Some(remote)) => (local, remote),
+        _ => selected_pair(pc).await?,
+    };
     let rtt = pair.current_round_trip_time;
     Some(PathReport {
         kind: TransportKind::WebRtc,
