@@ -88,6 +88,51 @@ export declare class Connection {
 }
 
 /**
+ * Keeps one connection per remote device of a node (the better path wins; the old one
+ * drains), calls devices by id, runs groups and upgrades links to direct WebRTC.
+ */
+export declare class ConnectionManager {
+  /**
+   * Starts managing `node`'s connections (current and future). `identity` must be the
+   * node's: it signs device messages.
+   */
+  constructor(node: Node, identity: Identity, options: ManagerOptions)
+  /** This device's id. */
+  get deviceId(): string
+  /** Devices with a current connection. */
+  connectedDevices(): Array<string>
+  /** The current connection to `deviceId`, or `null`. */
+  connection(deviceId: string): Connection | null
+  /** Dials a WebSocket URL and adds the connection. */
+  dial(url: string): Promise<Connection>
+  /** Calls `name` on device `deviceId`'s current connection. */
+  call(deviceId: string, name: string, args?: unknown): Promise<any>
+  /** Joins group `groupId` (devices sharing it are asked `groupReady`). */
+  addGroup(groupId: string): void
+  /** Leaves group `groupId`. */
+  removeGroup(groupId: string): void
+  /** Turns on the upgrade to direct WebRTC links, signalled over the current connection. */
+  enableWebrtcUpgrade(options?: UpgradeOptions | undefined | null): void
+  /**
+   * Opens a direct WebRTC link to `deviceId` (signalled over the current connection);
+   * it replaces the current path when it ranks better.
+   */
+  upgrade(deviceId: string): Promise<Connection>
+  /**
+   * Calls `callback(event)` for every manager event. Does not keep the process alive;
+   * released by `close()`.
+   */
+  onEvent(callback: (event: ManagerEventInfo) => void): void
+  /**
+   * Stops the manager (connections stay open; close the node to end them) and releases
+   * the event callbacks.
+   */
+  close(): Promise<void>
+  /** `await using manager = …` closes it. */
+  [globalThis.Symbol.asyncDispose](): Promise<void>
+}
+
+/**
  * An Ed25519 identity key pair, compatible with TweetNaCl (`nacl.sign.keyPair`): the secret key
  * is the 64-byte seed‖public key, keys travel as base64.
  */
@@ -213,6 +258,102 @@ export declare class SendStream {
   [globalThis.Symbol.asyncDispose](): Promise<void>
 }
 
+/** An authenticated session with a signaling server; reconnects by itself. */
+export declare class SignalingClient {
+  /** Connects and authenticates to the first reachable URL. */
+  static connect(options: SignalingOptions): Promise<SignalingClient>
+  /** This client's device id. */
+  get deviceId(): string
+  /** Whether the session to the server is up right now. */
+  get isConnected(): boolean
+  /** Joins `room` and resolves with the other members (re-joined after reconnects). */
+  join(room: string): Promise<Member[]>
+  /** Leaves `room`. */
+  leave(room: string): Promise<void>
+  /** Disconnects for good. */
+  close(): Promise<void>
+  /** `await using client = …` closes it. */
+  [globalThis.Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * Connects to devices by id over WebRTC through a signaling client, and accepts the links
+ * other devices open (`accept(node)`).
+ */
+export declare class WebRtcDialer {
+  /** Takes over `client`'s events (once per client). */
+  constructor(client: SignalingClient, options?: DialerOptions | undefined | null)
+  /**
+   * Calls `callback(event)` for every signaling event the dialer does not consume itself
+   * (members joining and leaving, reconnects, server errors).
+   */
+  onEvent(callback: (event: SignalingEventInfo) => void): void
+  /**
+   * Connects `node` to device `deviceId` over WebRTC and checks that the peer proves the
+   * identity the server authenticated for that device id.
+   */
+  connect(node: Node, deviceId: string): Promise<Connection>
+  /**
+   * The next link another device opened, accepted on `node` (handshake as responder,
+   * identity checked); `null` once the client is closed.
+   */
+  accept(node: Node): Promise<Connection | null>
+  /**
+   * Accepts every link other devices open on `node` until `close()`; each connection
+   * shows up in `node.onConnection` (and the node's connection manager). Failed
+   * handshakes are skipped.
+   */
+  acceptAll(node: Node): void
+  /**
+   * Closes the signaling client (links already verified stay open) and releases the
+   * event callback.
+   */
+  close(): Promise<void>
+  /** `await using dialer = …` closes it. */
+  [globalThis.Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * A WebRTC peer connection with one `peerlink` data channel; the application carries the
+ * signals (`onSignal` → the peer's `handleSignal`).
+ */
+export declare class WebRtcLink {
+  /**
+   * Creates a link (`role` `"offerer"` or `"answerer"`) and binds its sockets. The offerer
+   * also creates the `peerlink` channel. Nothing is sent before `start()` (offerer) or the
+   * first `handleSignal` (answerer).
+   */
+  static create(role: 'offerer' | 'answerer', options?: WebRtcOptions | undefined | null): Promise<WebRtcLink>
+  /** `"offerer"` or `"answerer"`. */
+  get role(): string
+  /**
+   * The peer connection state: `new`, `connecting`, `connected`, `disconnected`, `failed`
+   * or `closed`.
+   */
+  get state(): string
+  /**
+   * Calls `callback(json)` with every signal to deliver to the peer (simple-peer JSON:
+   * `{"type":"offer","sdp":…}`, `{"type":"answer",…}`, `{"type":"candidate",…}`). Signals
+   * produced before the callback was set are delivered at once, in order.
+   */
+  onSignal(callback: (json: string) => void): void
+  /** Calls `callback(state)` on every connection state change. */
+  onStateChange(callback: (state: string) => void): void
+  /** Offerer: creates the offer (delivered through `onSignal`). */
+  start(): Promise<void>
+  /** Applies a signal from the peer (simple-peer JSON as its `onSignal` produced it). */
+  handleSignal(json: string): Promise<void>
+  /**
+   * Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink
+   * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
+   */
+  connect(node: Node, timeoutMs?: number | undefined | null): Promise<Connection>
+  /** Closes the peer connection and releases the callbacks. */
+  close(): Promise<void>
+  /** `await using link = …` closes it. */
+  [globalThis.Symbol.asyncDispose](): Promise<void>
+}
+
 /** Per-call options. */
 export interface CallOptions {
   /** Overrides the node's `callTimeoutMs` for this call. */
@@ -272,13 +413,78 @@ export interface DeviceInfo {
   timestamp: number
 }
 
+/** Options of `new WebRtcDialer(client, options)`. */
+export interface DialerOptions {
+  /** Settings of every link. */
+  webrtc?: WebRtcOptions
+  /** How long a link may take from the offer to an open channel (default 20 000 ms). */
+  openTimeoutMs?: number
+}
+
 /** Encodes `value` as a `Call` message named `name` (MessagePack, deflate when it pays). */
 export declare function encodeMessage(name: string, value: unknown): Buffer
+
+/** One STUN or TURN server, as in the browser's `RTCIceServer`. */
+export interface IceServer {
+  /** `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs. */
+  urls: Array<string>
+  /** TURN username. */
+  username?: string
+  /** TURN credential (password or REST token). */
+  credential?: string
+}
 
 /** Options of `node.listen(addr, options)`. */
 export interface ListenOptions {
   /** Extra URLs this listener is reachable at (advertised and accepted as dialled address). */
   advertised?: Array<string>
+}
+
+/**
+ * Something that happened to the manager's connections (`type`: `added`, `pathChanged`,
+ * `removed`, `groupReady`, `groupReadyFailed`, `iceRestarting`, `iceRestarted`,
+ * `hubChanged`).
+ */
+export interface ManagerEventInfo {
+  /** The kind of event. */
+  type: string
+  /** The remote device (every event but `hubChanged`). */
+  deviceId?: string
+  /** The connection concerned (for `pathChanged` the new one). */
+  connectionId?: number
+  /** `pathChanged`: the previous link kind. */
+  from?: string
+  /** `pathChanged`: the new link kind; `added`: the link kind. */
+  transportKind?: string
+  /** Group events: the group. */
+  groupId?: string
+  /** `hubChanged`: the hub's device id (absent: the group is mesh-sized again). */
+  hub?: string
+}
+
+/** Options of `new ConnectionManager(node, identity, options)`. */
+export interface ManagerOptions {
+  /** The node's user id. */
+  userId: string
+  /** The node's device id. */
+  deviceId: string
+  /** Most connections kept (default 30). */
+  maxConnections?: number
+  /**
+   * Path kinds in order of preference, best first (default `['wss', 'ws', 'webrtc',
+   * 'relay']`); `memory` is also known.
+   */
+  pathPreference?: Array<string>
+}
+
+/** A room member as the server lists it. */
+export interface Member {
+  /** Its device id. */
+  deviceId: string
+  /** Its user id. */
+  userId: string
+  /** Its Ed25519 public key, base64. */
+  publicKey: string
 }
 
 /** Options of `new Node(options)`. */
@@ -316,6 +522,49 @@ export interface RequestContext {
   connection: Connection
 }
 
+/**
+ * Something the signaling client saw (`type`: `connected`, `disconnected`, `members`,
+ * `joined`, `left`, `signal`, `error`).
+ */
+export interface SignalingEventInfo {
+  /** The kind of event. */
+  type: string
+  /** `connected`: the server URL. */
+  url?: string
+  /** `disconnected`: why. */
+  reason?: string
+  /** `members`, `joined`, `left`: the room. */
+  room?: string
+  /** `members`: the other members. */
+  members?: Array<Member>
+  /** `joined`, `signal`: the member. */
+  member?: Member
+  /** `left`: its device id; `error`: the device concerned. */
+  deviceId?: string
+  /** `signal`: the JSON the member sent. */
+  data?: string
+  /** `error`: the server's error code. */
+  code?: string
+}
+
+/** Options of `SignalingClient.connect(options)`. */
+export interface SignalingOptions {
+  /** Server URLs (`ws://host:port/ws`), tried in turn. */
+  urls: Array<string>
+  /** The identity the client authenticates with (the node's). */
+  identity: Identity
+  /** The user id announced to other members. */
+  userId: string
+  /** The device id others connect to. */
+  deviceId: string
+  /** Admission token, when the server requires one. */
+  token?: string
+  /** Deadline for connecting and authenticating once (default 10 000 ms). */
+  connectTimeoutMs?: number
+  /** Deadline for a request's reply (default 10 000 ms). */
+  requestTimeoutMs?: number
+}
+
 /** Peers trust levels (a level below 0 refuses the link). */
 export declare const enum TrustLevel {
   /** Known bad actor. */
@@ -336,5 +585,30 @@ export declare const enum TrustLevel {
   Own = 100,
 }
 
+/** Options of `manager.enableWebrtcUpgrade(options)`. */
+export interface UpgradeOptions {
+  /** Settings of each WebRTC link. */
+  webrtc?: WebRtcOptions
+  /** Upgrade on its own (default true); false: only `upgrade(deviceId)` starts one. */
+  automatic?: boolean
+  /** Longest time from the offer to a verified connection (default 20 000 ms). */
+  openTimeoutMs?: number
+}
+
 /** The peerlink version of this addon. */
 export declare function version(): string
+
+/** WebRTC settings (the Rust `WebRtcConfig`). */
+export interface WebRtcOptions {
+  /** STUN/TURN servers. */
+  iceServers?: Array<IceServer>
+  /** `"all"` (default) or `"relay"` (TURN relay candidates only). */
+  iceTransportPolicy?: 'all' | 'relay'
+  /**
+   * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Default `0.0.0.0:0`: one
+   * socket per non-loopback interface.
+   */
+  bindAddrs?: Array<string>
+  /** Trickle ICE candidates (default true); false sends one description holding them all. */
+  trickle?: boolean
+}

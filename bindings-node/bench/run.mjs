@@ -1,9 +1,10 @@
 // Benchmarks of the Node addon, run from JavaScript:
-//  - RPC calls/s and bulk MB/s between two Node processes over a loopback WebSocket;
+//  - RPC calls/s and bulk MB/s between two Node processes over a loopback WebSocket and over a
+//    loopback WebRTC data channel (signals carried over the child's stdin/stdout);
 //  - the codec called from JS (encodeMessage/decodeMessage) against msgpackr + fflate on the
 //    same values.
 //
-//   node bench/run.mjs [--json] [--seconds N]
+//   node bench/run.mjs [--json] [--seconds N] [--rounds N] [--only ws|webrtc|codec]
 import { createRequire } from 'node:module'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -12,18 +13,23 @@ import { Packr } from 'msgpackr'
 import { deflateSync, inflateSync } from 'fflate'
 
 const require = createRequire(import.meta.url)
-const { Identity, Node, encodeMessage, decodeMessage } = require('../index.js')
+const { Identity, Node, WebRtcLink, encodeMessage, decodeMessage } = require('../index.js')
 
 const args = process.argv.slice(2)
 const json = args.includes('--json')
 const secondsArg = args.indexOf('--seconds')
 const seconds = secondsArg >= 0 ? Number(args[secondsArg + 1]) : 2
-const ROUNDS = 3
+const roundsArg = args.indexOf('--rounds')
+const ROUNDS = roundsArg >= 0 ? Number(args[roundsArg + 1]) : 5
+const onlyArg = args.indexOf('--only')
+const only = onlyArg >= 0 ? args[onlyArg + 1] : null
 const now = () => Number(process.hrtime.bigint()) / 1e9
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
+const serverScript = fileURLToPath(new URL('./server.mjs', import.meta.url))
+
 async function startServer() {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./server.mjs', import.meta.url))], {
+  const child = spawn(process.execPath, [serverScript], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   let line = ''
@@ -32,6 +38,33 @@ async function startServer() {
     if (line.includes('\n')) break
   }
   return { child, url: JSON.parse(line).url }
+}
+
+/** A WebSocket connection to a fresh server process. */
+async function connectWebSocket(node) {
+  const server = await startServer()
+  return { child: server.child, connection: await node.dial(server.url), link: null }
+}
+
+/** A WebRTC connection to a fresh server process; signals travel as JSON lines over its stdio. */
+async function connectWebRtc(node) {
+  const child = spawn(process.execPath, [serverScript, 'webrtc'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const link = await WebRtcLink.create('offerer', { bindAddrs: ['127.0.0.1:0'] })
+  link.onSignal((json) => child.stdin.write(json + '\n'))
+  let buffered = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (chunk) => {
+    buffered += chunk
+    let nl
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl)
+      buffered = buffered.slice(nl + 1)
+      if (line) link.handleSignal(JSON.parse(line).signal).catch(() => {})
+    }
+  })
+  await link.start()
+  const connection = await link.connect(node)
+  return { child, connection, link }
 }
 
 async function rpcRate(connection, concurrency) {
@@ -66,10 +99,10 @@ async function callRawRate(connection, data, count) {
   return (data.length * count) / (now() - start) / 1e6
 }
 
-async function transportBench() {
-  const server = await startServer()
+async function transportBench(connect) {
   const node = new Node({ identity: Identity.generate(), userId: 'bench', deviceId: 'bench-client' })
-  const connection = await node.dial(server.url)
+  const server = await connect(node)
+  const { connection } = server
   const results = {}
   try {
     for (const concurrency of [1, 64]) {
@@ -87,8 +120,10 @@ async function transportBench() {
     results.call_raw_16mib_mb_per_s = median(rawRates)
     await connection.call('shutdown')
   } finally {
+    if (server.link) await server.link.close()
     await node.close()
   }
+  if (server.child.stdin) server.child.stdin.end()
   await new Promise((resolve) => server.child.once('exit', resolve))
   return results
 }
@@ -158,20 +193,26 @@ function codecBench() {
   return rows
 }
 
-const transport = await transportBench()
-const codec = codecBench()
+const transports = {}
+if (!only || only === 'ws') transports.websocket = await transportBench(connectWebSocket)
+if (!only || only === 'webrtc') transports.webrtc = await transportBench(connectWebRtc)
+const codec = !only || only === 'codec' ? codecBench() : []
 if (json) {
-  console.log(JSON.stringify({ node: process.version, transport, codec }, null, 2))
+  console.log(JSON.stringify({ node: process.version, rounds: ROUNDS, transports, codec }, null, 2))
 } else {
   console.log(`Node ${process.version}, ${ROUNDS} rounds, medians\n`)
-  console.log('| measure (two Node processes, loopback WebSocket) | result |')
-  console.log('|---|---:|')
-  console.log(`| RPC calls/s, 1 outstanding | ${transport.rpc_calls_per_s_c1.toFixed(0)} |`)
-  console.log(`| RPC calls/s, 64 outstanding | ${transport.rpc_calls_per_s_c64.toFixed(0)} |`)
-  console.log(`| byte stream MB/s (1 MiB writes, 512 MiB, random) | ${transport.stream_mb_per_s.toFixed(1)} |`)
-  console.log(`| callRaw MB/s (16 MiB random buffers) | ${transport.call_raw_16mib_mb_per_s.toFixed(1)} |`)
-  console.log('\n| codec input | MessagePack size | peerlink MB/s | msgpackr+fflate MB/s | ratio |')
-  console.log('|---|---:|---:|---:|---:|')
+  const names = Object.keys(transports)
+  const cell = (key, digits) => names.map((n) => transports[n][key].toFixed(digits)).join(' | ')
+  if (names.length) {
+    console.log(`| measure (two Node processes, loopback) | ${names.join(' | ')} |`)
+    console.log(`|---|${names.map(() => '---:').join('|')}|`)
+    console.log(`| RPC calls/s, 1 outstanding | ${cell('rpc_calls_per_s_c1', 0)} |`)
+    console.log(`| RPC calls/s, 64 outstanding | ${cell('rpc_calls_per_s_c64', 0)} |`)
+    console.log(`| byte stream MB/s (1 MiB writes, 512 MiB, random) | ${cell('stream_mb_per_s', 1)} |`)
+    console.log(`| callRaw MB/s (16 MiB random buffers) | ${cell('call_raw_16mib_mb_per_s', 1)} |`)
+  }
+  if (codec.length) console.log('\n| codec input | MessagePack size | peerlink MB/s | msgpackr+fflate MB/s | ratio |')
+  if (codec.length) console.log('|---|---:|---:|---:|---:|')
   for (const r of codec) {
     console.log(`| ${r.input} | ${r.msgpack_bytes} | ${r.peerlink_mb_s.toFixed(1)} | ${r.msgpackr_fflate_mb_s.toFixed(1)} | ${r.ratio.toFixed(2)}× |`)
   }

@@ -14,8 +14,11 @@ mod connection;
 mod error;
 mod handler;
 mod identity;
+mod manager;
 mod node;
+mod signaling;
 mod value;
+mod webrtc;
 
 use napi_derive::napi;
 

@@ -1,0 +1,383 @@
+//! The connection manager from JavaScript: one connection per remote device, groups, calls by
+//! device id, the upgrade to direct WebRTC links, and its events.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Function, Unknown};
+use napi::{Env, sys};
+use napi_derive::napi;
+use peerlink::core::manager::{ManagerConfig, PathKind};
+use peerlink::manager::{ManagerError, ManagerEvent, UpgradeConfig};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::AbortHandle;
+
+use crate::bridge::{JsCallback, JsMsgpack, Native, call_js, promise};
+use crate::connection::{Connection, encode_args};
+use crate::error::{Failure, sync_error};
+use crate::identity::Identity;
+use crate::node::Node;
+use crate::webrtc::{WebRtcOptions, webrtc_config};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn manager_failure(e: ManagerError) -> Failure {
+    match e {
+        ManagerError::Rpc(rpc) => rpc.into(),
+        ManagerError::Node(e) => e.into(),
+        other => Failure::new(other.code(), other.to_string()),
+    }
+}
+
+/// Options of `new ConnectionManager(node, identity, options)`.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    /// The node's user id.
+    pub user_id: String,
+    /// The node's device id.
+    pub device_id: String,
+    /// Most connections kept (default 30).
+    pub max_connections: Option<u32>,
+    /// Path kinds in order of preference, best first (default `['wss', 'ws', 'webrtc',
+    /// 'relay']`); `memory` is also known.
+    pub path_preference: Option<Vec<String>>,
+}
+
+/// Options of `manager.enableWebrtcUpgrade(options)`.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeOptions {
+    /// Settings of each WebRTC link.
+    pub webrtc: Option<WebRtcOptions>,
+    /// Upgrade on its own (default true); false: only `upgrade(deviceId)` starts one.
+    pub automatic: Option<bool>,
+    /// Longest time from the offer to a verified connection (default 20 000 ms).
+    pub open_timeout_ms: Option<f64>,
+}
+
+/// Something that happened to the manager's connections (`type`: `added`, `pathChanged`,
+/// `removed`, `groupReady`, `groupReadyFailed`, `iceRestarting`, `iceRestarted`,
+/// `hubChanged`).
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+#[allow(unreachable_pub)] // a JS type: only ever passed out to callbacks
+pub struct ManagerEventInfo {
+    /// The kind of event.
+    #[napi(js_name = "type")]
+    pub kind: String,
+    /// The remote device (every event but `hubChanged`).
+    pub device_id: Option<String>,
+    /// The connection concerned (for `pathChanged` the new one).
+    pub connection_id: Option<f64>,
+    /// `pathChanged`: the previous link kind.
+    pub from: Option<String>,
+    /// `pathChanged`: the new link kind; `added`: the link kind.
+    pub transport_kind: Option<String>,
+    /// Group events: the group.
+    pub group_id: Option<String>,
+    /// `hubChanged`: the hub's device id (absent: the group is mesh-sized again).
+    pub hub: Option<String>,
+}
+
+fn event_info(event: ManagerEvent) -> Option<ManagerEventInfo> {
+    let mut info = ManagerEventInfo::default();
+    match event {
+        ManagerEvent::Added {
+            device_id,
+            connection,
+        } => {
+            info.kind = "added".into();
+            info.device_id = Some(device_id);
+            info.connection_id = Some(connection.id() as f64);
+            info.transport_kind = Some(connection.transport_kind().as_str().to_owned());
+        }
+        ManagerEvent::PathChanged {
+            device_id,
+            from,
+            connection,
+        } => {
+            info.kind = "pathChanged".into();
+            info.device_id = Some(device_id);
+            info.from = Some(from.as_str().to_owned());
+            info.connection_id = Some(connection.id() as f64);
+            info.transport_kind = Some(connection.transport_kind().as_str().to_owned());
+        }
+        ManagerEvent::Removed {
+            device_id,
+            connection_id,
+        } => {
+            info.kind = "removed".into();
+            info.device_id = Some(device_id);
+            info.connection_id = Some(connection_id as f64);
+        }
+        ManagerEvent::GroupReady {
+            device_id,
+            group_id,
+        } => {
+            info.kind = "groupReady".into();
+            info.device_id = Some(device_id);
+            info.group_id = Some(group_id);
+        }
+        ManagerEvent::GroupReadyFailed {
+            device_id,
+            group_id,
+        } => {
+            info.kind = "groupReadyFailed".into();
+            info.device_id = Some(device_id);
+            info.group_id = Some(group_id);
+        }
+        ManagerEvent::IceRestarting {
+            device_id,
+            connection_id,
+        } => {
+            info.kind = "iceRestarting".into();
+            info.device_id = Some(device_id);
+            info.connection_id = Some(connection_id as f64);
+        }
+        ManagerEvent::IceRestarted {
+            device_id,
+            connection_id,
+        } => {
+            info.kind = "iceRestarted".into();
+            info.device_id = Some(device_id);
+            info.connection_id = Some(connection_id as f64);
+        }
+        ManagerEvent::HubChanged { group_id, hub } => {
+            info.kind = "hubChanged".into();
+            info.group_id = Some(group_id);
+            info.hub = hub;
+        }
+        _ => return None,
+    }
+    Some(info)
+}
+
+type EventCallback = JsCallback<ManagerEventInfo, ManagerEventInfo>;
+
+fn ignore_result(_: sys::napi_env, _: sys::napi_value) {}
+
+fn log_failure(thrown: crate::bridge::Thrown) {
+    tracing::warn!(message = %thrown.message, "a manager event callback failed");
+}
+
+/// Keeps one connection per remote device of a node (the better path wins; the old one
+/// drains), calls devices by id, runs groups and upgrades links to direct WebRTC.
+#[napi]
+pub struct ConnectionManager {
+    inner: peerlink::manager::ConnectionManager,
+    subscriptions: Mutex<Vec<AbortHandle>>,
+}
+
+#[napi]
+impl ConnectionManager {
+    /// Starts managing `node`'s connections (current and future). `identity` must be the
+    /// node's: it signs device messages.
+    #[napi(constructor)]
+    pub fn new(
+        node: &Node,
+        identity: &Identity,
+        options: ManagerOptions,
+    ) -> Result<Self, napi::Error<String>> {
+        let mut config = ManagerConfig::default();
+        if let Some(max) = options.max_connections {
+            config.max_connections = max as usize;
+        }
+        if let Some(paths) = options.path_preference {
+            config.path_preference = paths
+                .iter()
+                .map(|p| {
+                    [
+                        PathKind::Wss,
+                        PathKind::Ws,
+                        PathKind::WebRtc,
+                        PathKind::Relay,
+                        PathKind::Memory,
+                    ]
+                    .into_iter()
+                    .find(|k| k.as_str() == p)
+                    .ok_or_else(|| {
+                        sync_error("invalid_argument", format!("unknown path kind {p:?}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let _runtime = peerlink::runtime::handle().enter();
+        let inner = peerlink::manager::ConnectionManager::new(
+            node.inner.clone(),
+            identity.inner.clone(),
+            options.user_id,
+            options.device_id,
+            config,
+        )
+        .map_err(|e| sync_error(e.code(), e))?;
+        Ok(Self {
+            inner,
+            subscriptions: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// This device's id.
+    #[napi(getter)]
+    pub fn device_id(&self) -> String {
+        self.inner.device_id().to_owned()
+    }
+
+    /// Devices with a current connection.
+    #[napi]
+    pub fn connected_devices(&self) -> Vec<String> {
+        self.inner.connected_devices()
+    }
+
+    /// The current connection to `deviceId`, or `null`.
+    #[napi]
+    pub fn connection(&self, device_id: String) -> Option<Connection> {
+        self.inner.connection(&device_id).map(Connection::from)
+    }
+
+    /// Dials a WebSocket URL and adds the connection.
+    #[napi(ts_return_type = "Promise<Connection>")]
+    pub fn dial(&self, env: Env, url: String) -> napi::Result<sys::napi_value> {
+        let manager = self.inner.clone();
+        promise(&env, async move {
+            let connection = manager.dial(&url).await.map_err(manager_failure)?;
+            Ok(Native(Connection::from(connection)))
+        })
+    }
+
+    /// Calls `name` on device `deviceId`'s current connection.
+    #[napi(
+        ts_args_type = "deviceId: string, name: string, args?: unknown",
+        ts_return_type = "Promise<any>"
+    )]
+    pub fn call(
+        &self,
+        env: Env,
+        device_id: String,
+        name: String,
+        args: Option<Unknown<'_>>,
+    ) -> napi::Result<sys::napi_value> {
+        let body = encode_args(&env, args);
+        let manager = self.inner.clone();
+        promise(&env, async move {
+            let reply = manager
+                .call_raw(&device_id, &name, body?)
+                .await
+                .map_err(manager_failure)?;
+            Ok(JsMsgpack(reply))
+        })
+    }
+
+    /// Joins group `groupId` (devices sharing it are asked `groupReady`).
+    #[napi]
+    pub fn add_group(&self, group_id: String) {
+        self.inner.add_group(&group_id);
+    }
+
+    /// Leaves group `groupId`.
+    #[napi]
+    pub fn remove_group(&self, group_id: String) {
+        self.inner.remove_group(&group_id);
+    }
+
+    /// Turns on the upgrade to direct WebRTC links, signalled over the current connection.
+    #[napi]
+    pub fn enable_webrtc_upgrade(
+        &self,
+        options: Option<UpgradeOptions>,
+    ) -> Result<(), napi::Error<String>> {
+        let options = options.unwrap_or_default();
+        let webrtc = webrtc_config(options.webrtc).map_err(|f| sync_error(&f.code, f.message))?;
+        let mut config = UpgradeConfig::new(webrtc);
+        if let Some(automatic) = options.automatic {
+            config.automatic = automatic;
+        }
+        if let Some(ms) = options.open_timeout_ms {
+            if !(ms.is_finite() && ms > 0.0) {
+                return Err(sync_error(
+                    "invalid_argument",
+                    "openTimeoutMs must be a positive number of milliseconds",
+                ));
+            }
+            config.open_timeout = Duration::from_secs_f64(ms / 1000.0);
+        }
+        self.inner.enable_webrtc_upgrade(config);
+        Ok(())
+    }
+
+    /// Opens a direct WebRTC link to `deviceId` (signalled over the current connection);
+    /// it replaces the current path when it ranks better.
+    #[napi(ts_return_type = "Promise<Connection>")]
+    pub fn upgrade(&self, env: Env, device_id: String) -> napi::Result<sys::napi_value> {
+        let manager = self.inner.clone();
+        promise(&env, async move {
+            let connection = manager.upgrade(&device_id).await.map_err(manager_failure)?;
+            Ok(Native(Connection::from(connection)))
+        })
+    }
+
+    /// Calls `callback(event)` for every manager event. Does not keep the process alive;
+    /// released by `close()`.
+    #[napi(ts_args_type = "callback: (event: ManagerEventInfo) => void")]
+    pub fn on_event(
+        &self,
+        callback: Function<'_, Unknown<'static>, Unknown<'static>>,
+    ) -> napi::Result<()> {
+        let callback: EventCallback = callback
+            .build_threadsafe_function::<ManagerEventInfo>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(|ctx| Ok(ctx.value))?;
+        let mut events = self.inner.events();
+        let task = peerlink::runtime::handle().spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if let Some(info) = event_info(event) {
+                            call_js(&callback, info, ignore_result, log_failure).await;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        lock(&self.subscriptions).push(task.abort_handle());
+        Ok(())
+    }
+
+    /// Stops the manager (connections stay open; close the node to end them) and releases
+    /// the event callbacks.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self, env: Env) -> napi::Result<sys::napi_value> {
+        for task in std::mem::take(&mut *lock(&self.subscriptions)) {
+            task.abort();
+        }
+        self.inner.shutdown();
+        promise(&env, async { Ok(()) })
+    }
+
+    /// `await using manager = …` closes it.
+    #[napi(well_known_symbol = "asyncDispose", ts_return_type = "Promise<void>")]
+    pub fn async_dispose(&self, env: Env) -> napi::Result<sys::napi_value> {
+        self.close(env)
+    }
+}
+
+impl Drop for ConnectionManager {
+    fn drop(&mut self) {
+        for task in std::mem::take(&mut *lock(&self.subscriptions)) {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionManager")
+            .field("device_id", &self.inner.device_id())
+            .finish_non_exhaustive()
+    }
+}
