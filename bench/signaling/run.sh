@@ -7,14 +7,14 @@
 # fixed rate, with 1,000 and 10,000 clients. Prints the raw JSON lines, then a markdown table
 # of medians and ratios. Runs niced (the machine is shared).
 #
-#   bench/signaling/run.sh        # IDLE=19900 SIZES=1000,10000 RATE=20000 REPEAT=3 SECONDS=5
+#   bench/signaling/run.sh        # IDLE=19900 SIZES=1000,10000 RATE=20000 REPEAT=3 WINDOW=5
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IDLE=${IDLE:-19900}
 SIZES=${SIZES:-1000,10000}
 RATE=${RATE:-20000}
 REPEAT=${REPEAT:-3}
-SECONDS_PER_WINDOW=${SECONDS:-5}
+SECONDS_PER_WINDOW=${WINDOW:-5}
 OUT=$(mktemp -d)
 SERVER_PID=
 cleanup() {
@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 (cd bench/signaling/peerjs && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
-cargo build --profile ci --locked -p peerlink-signal-bench
+[ -n "${NO_BUILD:-}" ] || cargo build --profile ci --locked -p peerlink-signal-bench
 BIN=target/ci/signal-bench
 ulimit -n 20000 2>/dev/null || true
 
