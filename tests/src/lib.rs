@@ -1,1 +1,3 @@
-//! End-to-end tests live in `tests/tests/`.
+//! End-to-end tests live in `tests/tests/`; the soak run (library and `soak` binary) lives here.
+
+pub mod soak;

@@ -1,6 +1,6 @@
-//! Closing frees everything: after many connect/close cycles the number of live tokio tasks
-//! and open file descriptors returns to where it started. Alone in its own test binary so no
-//! other test's sockets or tasks disturb the counts.
+//! Closing frees everything: after 1,000 connect/call/close cycles the number of live tokio
+//! tasks and open file descriptors returns to where it started and resident memory stays flat.
+//! Alone in its own test binary so no other test's sockets or tasks disturb the counts.
 
 mod common;
 
@@ -9,6 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{BOUND, node, open_fds};
 use peerlink::{CallOptions, handler_fn};
+use peerlink_tests::soak::rss_kib;
+
+const CYCLES: u32 = 1000;
 
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
@@ -30,7 +33,7 @@ async fn settle(limit: usize, probe: impl Fn() -> usize) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_connect_close_cycles_leak_no_tasks_or_fds() {
+async fn a_thousand_connect_close_cycles_leak_no_tasks_fds_or_memory() {
     let tasks_before_nodes = alive_tasks();
     let server = node("alice", "laptop");
     let client = node("bob", "phone");
@@ -67,8 +70,8 @@ async fn two_hundred_connect_close_cycles_leak_no_tasks_or_fds() {
         }
     };
 
-    // Warm-up: lets the runtime and resolver reach their steady state.
-    for i in 0..4 {
+    // Warm-up: lets the runtime, resolver and allocator reach their steady state.
+    for i in 0..50 {
         cycle(i).await;
     }
     while tokio::time::timeout(Duration::from_millis(50), server.accept())
@@ -77,8 +80,9 @@ async fn two_hundred_connect_close_cycles_leak_no_tasks_or_fds() {
     {}
     let base_tasks = settle(0, alive_tasks).await;
     let base_fds = open_fds();
+    let base_rss = rss_kib();
 
-    for i in 0..200 {
+    for i in 0..CYCLES {
         cycle(i).await;
     }
     // Drain accepted connections queued for `accept` (already closed by the client).
@@ -112,6 +116,17 @@ async fn two_hundred_connect_close_cycles_leak_no_tasks_or_fds() {
     assert!(
         fds <= base_fds + 4,
         "open fds grew from {base_fds} to {fds}"
+    );
+    // A leaked connection pair costs well over 50 KiB; 1,000 of them would be ~50 MiB. 16 MiB
+    // leaves room for allocator fragmentation, not for a per-cycle leak above ~16 KiB.
+    let rss = rss_kib();
+    eprintln!(
+        "{CYCLES} cycles: tasks {base_tasks} -> {tasks}, fds {base_fds} -> {fds}, \
+         RSS {base_rss} -> {rss} KiB"
+    );
+    assert!(
+        rss <= base_rss + 16 * 1024,
+        "resident memory grew from {base_rss} to {rss} KiB over {CYCLES} cycles"
     );
     let server_open = settle(0, || server.connections().len()).await;
     assert_eq!(server_open, 0);
