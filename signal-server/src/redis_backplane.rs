@@ -5,6 +5,8 @@
 //!   refreshed every [`INSTANCE_REFRESH`]).
 //! - `dev:<deviceId>`: `<instance>|<publicKey>` of the connection holding the device id.
 //! - `room:<room>`: hash `deviceId → <instance>|<member JSON>`.
+//! - `instances`: set of the instances that registered and have not been reaped.
+//! - `irooms:<instance>`: set of the rooms an instance has had members in.
 //!
 //! Channels:
 //! - `i:<instance>`: messages for one instance: `T`/`B` + id + text/frame for a local device,
@@ -13,7 +15,11 @@
 //!   hands to its local members of that room.
 //!
 //! Entries of an instance that died without cleaning up stop counting once its `inst:` key
-//! expires: lookups and member lists skip instances that are not alive.
+//! expires: lookups and member lists skip instances that are not alive. Every instance also
+//! checks the `instances` set on each refresh; the first to find a member whose `inst:` key
+//! has expired claims it (`SREM` answers 1 to one caller only), removes its room entries and
+//! announces `left` for each of its members, so their rooms see them leave at most
+//! [`INSTANCE_TTL`] + [`INSTANCE_REFRESH`] after the crash.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -27,7 +33,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::hub::{Client, Hub, Out};
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Member};
+use crate::protocol::{ErrorCode, Member, Outgoing};
 
 const PREFIX: &str = "pl:sig:";
 /// How long an instance counts as alive without refreshing its key.
@@ -112,7 +118,59 @@ impl Backplane {
             .arg("PX")
             .arg(ttl)
             .query_async::<()>(&mut conn)
+            .await?;
+        conn.sadd(format!("{PREFIX}instances"), &self.instance)
             .await
+    }
+
+    /// Finds instances whose liveness key expired, claims each (one reaper wins), drops its
+    /// room entries and announces `left` for its members, locally and to the other instances.
+    async fn reap(&self, hub: &Hub) -> Result<(), redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let instances: Vec<String> = conn.smembers(format!("{PREFIX}instances")).await?;
+        for dead in instances {
+            if dead == self.instance {
+                continue;
+            }
+            let alive: bool = conn.exists(format!("{PREFIX}inst:{dead}")).await?;
+            if alive {
+                continue;
+            }
+            let claimed: i64 = conn.srem(format!("{PREFIX}instances"), &dead).await?;
+            if claimed != 1 {
+                continue;
+            }
+            lock(&self.alive).remove(&dead);
+            let rooms_key = format!("{PREFIX}irooms:{dead}");
+            let rooms: Vec<String> = conn.smembers(&rooms_key).await?;
+            let prefix = format!("{dead}|");
+            for room in rooms {
+                let key = format!("{PREFIX}room:{room}");
+                let entries: HashMap<String, String> = conn.hgetall(&key).await?;
+                for (device, value) in entries {
+                    if !value.starts_with(&prefix) {
+                        continue;
+                    }
+                    let removed: i64 = conn.hdel(&key, &device).await?;
+                    if removed != 1 {
+                        continue;
+                    }
+                    let text = Utf8Bytes::from(
+                        Outgoing::Left {
+                            re: None,
+                            room: &room,
+                            device_id: &device,
+                        }
+                        .to_text(),
+                    );
+                    hub.broadcast_local(&room, Some(&device), &text);
+                    self.publish_room(&room, &device, &text).await;
+                }
+            }
+            let _: i64 = conn.del(&rooms_key).await?;
+            tracing::info!(instance = %dead, "reaped the members of a dead instance");
+        }
+        Ok(())
     }
 
     /// Starts the subscriber and the liveness refresher for `hub`.
@@ -128,6 +186,7 @@ impl Backplane {
             .await?;
         pubsub.subscribe(format!("{PREFIX}rooms")).await?;
         let me = Arc::downgrade(self);
+        let hub_weak = hub.clone();
         let listener = tokio::spawn(async move {
             let mut stream = pubsub.into_on_message();
             // Runs until the subscription ends or the hub is gone.
@@ -141,6 +200,7 @@ impl Backplane {
             tracing::warn!("redis subscription ended");
         });
         let me = Arc::downgrade(self);
+        let hub_for_reaper = hub_weak;
         let refresher = tokio::spawn(async move {
             let mut tick = tokio::time::interval(INSTANCE_REFRESH);
             // Runs until the backplane is dropped.
@@ -149,6 +209,11 @@ impl Backplane {
                 let Some(me) = me.upgrade() else { break };
                 if let Err(e) = me.refresh().await {
                     tracing::warn!(error = %e, "redis liveness refresh failed");
+                }
+                if let Some(hub) = hub_for_reaper.upgrade()
+                    && let Err(e) = me.reap(&hub).await
+                {
+                    tracing::warn!(error = %e, "reaping dead instances failed");
                 }
             }
         });
@@ -163,6 +228,10 @@ impl Backplane {
         }
         let mut conn = self.conn.clone();
         let _: Result<(), _> = conn.del(format!("{PREFIX}inst:{}", self.instance)).await;
+        let _: Result<(), _> = conn
+            .srem(format!("{PREFIX}instances"), &self.instance)
+            .await;
+        let _: Result<(), _> = conn.del(format!("{PREFIX}irooms:{}", self.instance)).await;
     }
 
     /// Stops background tasks without touching Redis (crash simulation).
@@ -331,6 +400,9 @@ impl Backplane {
             return Err(ErrorCode::RoomFull);
         }
         conn.hset::<_, _, _, ()>(&key, &member.device_id, format!("{}|{json}", self.instance))
+            .await
+            .map_err(internal)?;
+        conn.sadd::<_, _, ()>(format!("{PREFIX}irooms:{}", self.instance), room)
             .await
             .map_err(internal)?;
         Ok(others)

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Client, identity};
+use futures_util::StreamExt;
 use peerlink_signal_server::protocol::relay_frame;
 use peerlink_signal_server::{Server, ServerConfig};
 use serde_json::json;
@@ -217,5 +218,72 @@ async fn stopping_an_instance_removes_its_members_from_shared_rooms() {
     assert!(
         offline.is_some(),
         "signals to a dead instance's device fail cleanly"
+    );
+}
+
+/// An instance process killed with SIGKILL (no shutdown, no cleanup): the other instance
+/// notices its liveness key expire and tells the room its members left, within the
+/// documented bound (instance TTL 10 s + refresh 3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_a_killed_instance_are_announced_as_left() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let one = instance(&redis).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerlink-signal-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--no-lobby"])
+        .args(["--redis", &redis.url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server binary starts");
+    let mut up = false;
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the second instance listens");
+    let mut a = Client::authed(&one.ws_url(), &identity(7), "dev-f").await;
+    let mut b = Client::authed(&format!("ws://127.0.0.1:{port}/ws"), &identity(8), "dev-g").await;
+    a.join("crash").await;
+    let members = b.join("crash").await;
+    assert_eq!(members["members"][0]["deviceId"], "dev-f");
+    assert_eq!(a.json().await["member"]["deviceId"], "dev-g");
+
+    child.kill().expect("SIGKILL the second instance");
+    let _ = child.wait();
+    let started = std::time::Instant::now();
+    // Bounded: 13 s is the documented bound; allow slack for a loaded machine.
+    let left = tokio::time::timeout(Duration::from_secs(25), a.ws.next())
+        .await
+        .expect("a `left` within the crash-detection bound");
+    let left = match left {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+            serde_json::from_str::<serde_json::Value>(t.as_str()).unwrap()
+        }
+        other => panic!("expected a left event, got {other:?}"),
+    };
+    assert_eq!(
+        left,
+        json!({"type": "left", "room": "crash", "deviceId": "dev-g"})
+    );
+    eprintln!("left announced {:?} after the kill", started.elapsed());
+    // The room no longer lists the dead instance's member.
+    let mut c = Client::authed(&one.ws_url(), &identity(9), "dev-h").await;
+    let members = c.join("crash").await;
+    assert_eq!(
+        members["members"],
+        json!([{"deviceId": "dev-f", "userId": "user", "publicKey": identity(7).public_key().to_base64()}])
     );
 }
