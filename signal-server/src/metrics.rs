@@ -16,6 +16,7 @@ pub struct Metrics {
     pub(crate) signals_relayed: AtomicU64,
     pub(crate) relay_frames: AtomicU64,
     pub(crate) relay_bytes: AtomicU64,
+    pub(crate) relay_dropped: AtomicU64,
     pub(crate) backplane_messages: AtomicU64,
     rejections: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -54,6 +55,11 @@ impl Metrics {
     /// Authenticated connections.
     pub fn authenticated_open(&self) -> i64 {
         self.authenticated_open.load(Ordering::Relaxed)
+    }
+
+    /// Relay frames from other instances dropped because the target's queue was full.
+    pub fn relay_dropped(&self) -> u64 {
+        self.relay_dropped.load(Ordering::Relaxed)
     }
 
     /// Payload bytes of relay frames forwarded so far.
@@ -123,6 +129,12 @@ impl Metrics {
             "counter",
             "Payload bytes of relay frames forwarded.",
             self.relay_bytes.load(r).to_string(),
+        );
+        metric(
+            "peerlink_signal_relay_dropped_total",
+            "counter",
+            "Relay frames from other instances dropped at a full target queue.",
+            self.relay_dropped.load(r).to_string(),
         );
         metric(
             "peerlink_signal_backplane_messages_total",

@@ -9,7 +9,9 @@
 //! - `irooms:<instance>`: set of the rooms an instance has had members in.
 //!
 //! Channels:
-//! - `i:<instance>`: messages for one instance: `T`/`B` + id + text/frame for a local device,
+//! - `i:<instance>`: messages for one instance: `T` + id + text for a local device; `B` + id +
+//!   origin instance + sender id + relay frame; `E` + sender id + target id when a frame the
+//!   sender relayed was dropped at the target's full queue (the sender gets `target_busy`);
 //!   `K` + id + publicKey to replace a device's connection there.
 //! - `rooms`: `R` + instance + room + except + text, a presence event every other instance
 //!   hands to its local members of that room.
@@ -33,7 +35,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::hub::{Client, Hub, Out};
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Member, Outgoing};
+use crate::protocol::{ErrorCode, Member, Outgoing, error_text};
 
 const PREFIX: &str = "pl:sig:";
 /// How long an instance counts as alive without refreshing its key.
@@ -246,7 +248,7 @@ impl Backplane {
             return;
         };
         match kind {
-            b'T' | b'B' | b'K' => {
+            b'T' | b'B' | b'E' | b'K' => {
                 let Some(device) = take_str(&mut rest) else {
                     return;
                 };
@@ -260,11 +262,37 @@ impl Backplane {
                         }
                     }
                     b'B' => {
-                        // A full queue drops the frame: cross-instance relay has no
-                        // back-pressure, and the end-to-end session notices the gap.
-                        let _ = client
+                        // `B` + target + origin instance + sender + frame. The target's
+                        // queue is bounded: when it is full the frame is dropped (never
+                        // buffered here) and the sender is told `target_busy`, as it would
+                        // be on one instance.
+                        let (Some(origin), Some(sender)) =
+                            (take_str(&mut rest), take_str(&mut rest))
+                        else {
+                            return;
+                        };
+                        if client
                             .tx
-                            .try_send(Out::Binary(Bytes::copy_from_slice(rest)));
+                            .try_send(Out::Binary(Bytes::copy_from_slice(rest)))
+                            .is_err()
+                        {
+                            Metrics::inc(&hub.metrics.relay_dropped);
+                            let mut msg = vec![b'E'];
+                            push_str(&mut msg, sender);
+                            msg.extend_from_slice(device.as_bytes());
+                            let mut conn = self.conn.clone();
+                            let channel = format!("{PREFIX}i:{origin}");
+                            tokio::spawn(async move {
+                                let _: Result<(), _> = conn.publish(channel, msg).await;
+                            });
+                        }
+                    }
+                    b'E' => {
+                        // A frame this client sent to another instance was dropped there.
+                        if let Ok(target) = std::str::from_utf8(rest) {
+                            let text = error_text(ErrorCode::TargetBusy, None, Some(target));
+                            let _ = client.tx.try_send(Out::Text(Utf8Bytes::from(text)));
+                        }
                     }
                     _ => {
                         if std::str::from_utf8(rest).is_ok_and(|k| k == client.member.public_key) {
@@ -468,12 +496,18 @@ impl Backplane {
         self.forward(instance, b'T', device, text.as_bytes()).await
     }
 
+    /// Forwards a relay frame from local `sender` to `device` on `instance`.
     pub(crate) async fn forward_binary(
         &self,
         instance: &str,
         device: &str,
+        sender: &str,
         frame: &[u8],
     ) -> Result<(), ErrorCode> {
-        self.forward(instance, b'B', device, frame).await
+        let mut body = Vec::with_capacity(4 + self.instance.len() + sender.len() + frame.len());
+        push_str(&mut body, &self.instance);
+        push_str(&mut body, sender);
+        body.extend_from_slice(frame);
+        self.forward(instance, b'B', device, &body).await
     }
 }

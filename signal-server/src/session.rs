@@ -637,7 +637,10 @@ where
             },
             Ok(Route::Remote(instance)) => {
                 let sent = match &self.hub.backplane {
-                    Some(bp) => bp.forward_binary(&instance, &target, &out_frame).await,
+                    Some(bp) => {
+                        bp.forward_binary(&instance, &target, &client.member.device_id, &out_frame)
+                            .await
+                    }
                     None => Err(ErrorCode::TargetOffline),
                 };
                 if let Err(code) = sent {

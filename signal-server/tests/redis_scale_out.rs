@@ -287,3 +287,45 @@ async fn members_of_a_killed_instance_are_announced_as_left() {
         json!([{"deviceId": "dev-f", "userId": "user", "publicKey": identity(7).public_key().to_base64()}])
     );
 }
+
+/// Relay frames crossing instances meet a bounded queue at the receiving instance: a target
+/// that does not read gets nothing buffered beyond its queue; further frames are dropped there
+/// (counted) and the sender is told `target_busy`, as on a single instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_instance_relay_to_a_slow_reader_is_bounded_and_reported_busy() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let one = instance(&redis).await;
+    let two = Server::bind(
+        "127.0.0.1:0",
+        ServerConfig {
+            redis_url: Some(redis.url.clone()),
+            client_queue: 4,
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut a = Client::authed(&one.ws_url(), &identity(10), "dev-i").await;
+    // b never reads after logging in.
+    let _b = Client::authed(&two.ws_url(), &identity(11), "dev-j").await;
+    let payload = vec![7u8; 32 << 10];
+    let mut busy = None;
+    // Bounded: 2,000 frames of 32 KiB (64 MiB) is far beyond what the kernel buffers and a
+    // 4-frame queue hold.
+    for _ in 0..2_000 {
+        a.send_binary(relay_frame("dev-j", &payload).to_vec()).await;
+        if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(1), a.ws.next()).await
+        {
+            busy = Some(serde_json::from_str::<serde_json::Value>(t.as_str()).unwrap());
+            break;
+        }
+    }
+    let busy = busy.expect("the sender hears that the target is busy");
+    assert_eq!(busy["type"], "error", "{busy}");
+    assert_eq!(busy["code"], "target_busy", "{busy}");
+    assert_eq!(busy["to"], "dev-j", "{busy}");
+    assert!(two.metrics().relay_dropped() >= 1);
+}
