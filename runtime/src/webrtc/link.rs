@@ -504,10 +504,8 @@ impl WebRtcLink {
         settings =
             settings.with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Server);
         if let Some(credentials) = &config.ice_credentials {
-            settings = settings.with_ice_credentials(
-                credentials.ufrag().to_owned(),
-                credentials.pwd().to_owned(),
-            );
+            settings = settings
+                .with_ice_credentials(credentials.ufrag().to_owned(), credentials.pwd().to_owned());
         }
         if let Some(interval) = tuning.ice_check_interval {
             settings = settings.with_ice_connection_attempts(Some(interval), None);
