@@ -11,9 +11,8 @@ const TEMPLATE: &str = include_str!("../static/lobby.html");
 const COMPACT_JS: &str = include_str!("../static/compact-code.js");
 const MARKER: &str = "<!-- compact-code.js -->";
 
-static PAGE: LazyLock<String> = LazyLock::new(|| {
-    TEMPLATE.replacen(MARKER, &format!("<script>\n{COMPACT_JS}</script>"), 1)
-});
+static PAGE: LazyLock<String> =
+    LazyLock::new(|| TEMPLATE.replacen(MARKER, &format!("<script>\n{COMPACT_JS}</script>"), 1));
 
 pub(crate) async fn page() -> impl IntoResponse {
     (
@@ -35,7 +34,9 @@ mod tests {
         assert!(!PAGE.contains(MARKER));
         assert_eq!(PAGE.matches("globalThis.PeerlinkCompact =").count(), 1);
         // The codec runs before the page's own script.
-        let codec = PAGE.find("globalThis.PeerlinkCompact").unwrap_or(usize::MAX);
+        let codec = PAGE
+            .find("globalThis.PeerlinkCompact")
+            .unwrap_or(usize::MAX);
         let lobby = PAGE.find("const LABEL").unwrap_or(0);
         assert!(codec < lobby);
     }
