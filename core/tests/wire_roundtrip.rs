@@ -218,6 +218,29 @@ fn higher_priority_goes_first() {
 }
 
 #[test]
+fn queued_messages_are_counted_per_priority_until_sent() {
+    let (mut sender, _) = pair(WireConfig::default());
+    let off = CompressionConfig {
+        enabled: false,
+        ..CompressionConfig::default()
+    };
+    let message = |envelope| encode_message(&envelope, &[1u8; 10], &off).unwrap();
+    sender
+        .push_with_priority(message(Envelope::StreamData { id: 1 }), Priority::Low)
+        .unwrap();
+    sender
+        .push_with_priority(message(Envelope::Reply { id: 2 }), Priority::Normal)
+        .unwrap();
+    assert_eq!(sender.queued_messages_at_least(Priority::High), 0);
+    assert_eq!(sender.queued_messages_at_least(Priority::Normal), 1);
+    assert_eq!(sender.queued_messages_at_least(Priority::Low), 2);
+    // The reply goes out first; the bulk message is the only one left.
+    sender.poll_transmit().unwrap();
+    assert_eq!(sender.queued_messages_at_least(Priority::Normal), 0);
+    assert_eq!(sender.queued_messages_at_least(Priority::Low), 1);
+}
+
+#[test]
 fn record_size_change_applies_to_next_record() {
     let config = WireConfig {
         max_record_size: 4096,

@@ -480,3 +480,47 @@ async fn notifications_pings_and_callbacks_work_both_ways() {
     pair.client.close().await;
     pair.server.close().await;
 }
+
+/// A handler that answers and closes its own node at once (a `shutdown` call): the answer
+/// already produced must reach the caller before the close notice. Half of the rounds let the
+/// close run while the answer is still on its way to the connection (the handler yields after
+/// starting the close), the other half close while the answer waits in the send queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_produced_as_the_node_closes_still_reaches_the_caller() {
+    const ROUNDS: usize = 40;
+    for round in 0..ROUNDS {
+        let pair = ws_pair().await;
+        let server = pair.server.clone();
+        pair.server.expose(
+            "shutdown",
+            handler_fn(move |_req| {
+                let server = server.clone();
+                async move {
+                    tokio::spawn(async move { server.close().await });
+                    if round % 2 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(Bytes::from_static(b"bye"))
+                }
+            }),
+        );
+        let result = tokio::time::timeout(
+            BOUND,
+            pair.client_conn
+                .call_raw("shutdown", Bytes::new(), CallOptions::default()),
+        )
+        .await
+        .expect("the call settles within the bound");
+        assert_eq!(
+            result.as_deref().ok(),
+            Some(&b"bye"[..]),
+            "round {round}: {result:?}"
+        );
+        // The close notice follows the reply.
+        let reason = tokio::time::timeout(BOUND, pair.client_conn.closed())
+            .await
+            .expect("the client sees the close");
+        assert_eq!(reason.code(), "closed_by_peer", "round {round}");
+        pair.client.close().await;
+    }
+}

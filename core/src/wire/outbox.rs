@@ -126,6 +126,14 @@ impl WireSender {
         self.queues.iter().map(VecDeque::len).sum()
     }
 
+    /// Number of messages queued at `priority` or above and not completely sent.
+    pub fn queued_messages_at_least(&self, priority: Priority) -> usize {
+        self.queues[..=priority.index()]
+            .iter()
+            .map(VecDeque::len)
+            .sum()
+    }
+
     /// Changes the largest record size (for example when the link reports a new limit).
     /// Values below [`MIN_RECORD_SIZE`] are raised to it. Applies from the next record on.
     pub fn set_max_record_size(&mut self, size: usize) {

@@ -17,7 +17,9 @@ use peerlink_core::wire::{
 };
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::{ACCEPT_BACKLOG, CLOSE_LINGER, Connection, OnClose, Shared, State, Timings, lock};
+use super::{
+    ACCEPT_BACKLOG, CLOSE_LINGER, CURRENT_CALL, Connection, OnClose, Shared, State, Timings, lock,
+};
 use crate::error::{CloseReason, Error, RpcError, TransportError, wire_code};
 use crate::handler::{Handler, HandlerError, Request};
 use crate::transport::{Transport, TransportReceiver, TransportSender};
@@ -118,10 +120,12 @@ pub(crate) async fn establish(
             space_waiters: 0,
             closed: None,
             linger: false,
+            draining: false,
         }),
         writer_wake: Notify::new(),
         space: Notify::new(),
         timer_wake: Notify::new(),
+        answered: Notify::new(),
         close_tx: watch::channel(None).0,
         writer_done: watch::channel(false).0,
         handlers: RwLock::new(HashMap::new()),
@@ -343,6 +347,7 @@ fn dispatch(shared: &Arc<Shared>, message: EncodedMessage) -> Result<(), CloseRe
             let task = shared.state().inbound.remove(&id);
             if let Some(task) = task {
                 task.abort();
+                shared.answered.notify_waiters();
             }
         }
         Envelope::StreamOpen { id, name } => {
@@ -386,6 +391,10 @@ fn remote_error(code: String, message: String) -> RpcError {
 }
 
 fn on_call(shared: &Arc<Shared>, id: Option<u64>, name: String, body: Bytes) {
+    if shared.state().draining {
+        // Closing: the Close notice that follows fails the peer's call.
+        return;
+    }
     let Some(handler) = shared.handler(&name) else {
         if let Some(id) = id {
             let envelope = Envelope::Error {
@@ -431,24 +440,46 @@ fn on_call(shared: &Arc<Shared>, id: Option<u64>, name: String, body: Bytes) {
     };
     let task_shared = Arc::clone(shared);
     let mut st = shared.state();
-    if st.closed.is_some() {
+    if st.closed.is_some() || st.draining {
         return;
     }
+    let current = (shared.id, id);
     // Spawned under the lock so the task cannot finish (and remove its entry) before the
     // entry exists.
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(CURRENT_CALL.scope(current, async move {
+        let answering = Answering {
+            shared: &task_shared,
+            id,
+        };
         let outcome = future.await;
         finish_call(&task_shared, id, outcome).await;
-    });
+        drop(answering);
+    }));
     st.inbound.insert(id, task.abort_handle());
 }
 
+/// Removes an inbound call's entry once its answer is queued (or the task ends any other
+/// way), and wakes a draining close.
+struct Answering<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.shared.state().inbound.remove(&self.id);
+        self.shared.answered.notify_waiters();
+    }
+}
+
+/// Queues the answer of inbound call `id`. Its `inbound` entry stays until the answer is
+/// queued, so a draining close waits for it.
 async fn finish_call(
     shared: &Shared,
     id: u64,
     outcome: std::thread::Result<Result<Bytes, HandlerError>>,
 ) {
-    if shared.state().inbound.remove(&id).is_none() {
+    if !shared.state().inbound.contains_key(&id) {
         // Cancelled or closed meanwhile: nobody waits for the answer.
         return;
     }
@@ -471,7 +502,10 @@ async fn finish_call(
             Err(_) => return,
         },
     };
-    let _ = shared.push(encoded, Priority::Normal, |_| true).await;
+    // Skipped if cancelled while waiting for queue space.
+    let _ = shared
+        .push(encoded, Priority::Normal, |st| st.inbound.contains_key(&id))
+        .await;
 }
 
 async fn timer_task(shared: Arc<Shared>) {

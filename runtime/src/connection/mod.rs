@@ -37,6 +37,11 @@ const BULK_MESSAGE: usize = 64 << 10;
 const BULK_QUEUE_LIMIT: usize = 8 << 20;
 /// How long a closing connection keeps sending what is queued (its Close notice first).
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// How long a graceful close waits for the answers of calls already being handled to go out
+/// before its Close notice (handlers still running then are aborted).
+pub(crate) const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// How often a draining close looks at the send queue (handlers finishing wake it at once).
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 /// Streams the peer may open before the application accepts them; more are refused.
 const ACCEPT_BACKLOG: usize = 64;
 
@@ -74,6 +79,8 @@ pub(crate) struct State {
     pub(crate) closed: Option<CloseReason>,
     /// Whether the writer should still send what is queued after the close.
     pub(crate) linger: bool,
+    /// A graceful close is under way: calls arriving now are not handled.
+    pub(crate) draining: bool,
 }
 
 type OnClose = Box<dyn FnOnce(u64, CloseReason) + Send>;
@@ -95,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) writer_wake: Notify,
     pub(crate) space: Notify,
     pub(crate) timer_wake: Notify,
+    /// Woken when an inbound call finishes (its answer queued, or dropped).
+    pub(crate) answered: Notify,
     pub(crate) close_tx: watch::Sender<Option<CloseReason>>,
     pub(crate) writer_done: watch::Sender<bool>,
     pub(crate) handlers: RwLock<HashMap<String, Handler>>,
@@ -281,6 +290,52 @@ impl Shared {
         }
     }
 
+    /// The first half of a graceful close: stops handling new calls, then waits (at most
+    /// [`CLOSE_DRAIN`]) until the calls already being handled have queued their answers and
+    /// the writer has handed every queued call, answer and control message to the transport,
+    /// so that the Close notice queued next cannot overtake them. A handler closing its own
+    /// connection is not waited for (it would wait for itself).
+    async fn drain(&self) {
+        let own_call = CURRENT_CALL
+            .try_with(|&(connection, call)| (connection == self.id).then_some(call))
+            .ok()
+            .flatten();
+        {
+            let mut st = self.state();
+            if st.closed.is_some() {
+                return;
+            }
+            st.draining = true;
+        }
+        let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
+        // Each round re-checks; bounded by the deadline.
+        loop {
+            let answered = self.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            {
+                let st = self.state();
+                if st.closed.is_some() {
+                    return;
+                }
+                let own = own_call.is_some_and(|id| st.inbound.contains_key(&id));
+                let handling = st.inbound.len() - usize::from(own);
+                if handling == 0 && st.wire.queued_messages_at_least(Priority::Normal) == 0 {
+                    return;
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::debug!(
+                    connection = self.id,
+                    "close: answers still pending after the drain"
+                );
+                return;
+            }
+            let _ = tokio::time::timeout_at(deadline.min(now + DRAIN_POLL), answered).await;
+        }
+    }
+
     pub(crate) fn handler(&self, name: &str) -> Option<Handler> {
         if let Some(h) = read(&self.handlers).get(name) {
             return Some(Arc::clone(h));
@@ -295,6 +350,11 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn lock_write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+tokio::task_local! {
+    /// The inbound call a handler task is answering: (connection id, call id).
+    pub(crate) static CURRENT_CALL: (u64, u64);
 }
 
 /// A verified connection to a remote device. Cheap to clone; all clones share the link.
@@ -527,8 +587,10 @@ impl Connection {
         self.shared.state().closed.is_none()
     }
 
-    /// Closes the connection, telling the peer `reason`. Pending calls fail with
-    /// [`RpcError::Closed`]. Returns once the link is shut (bounded by a short linger).
+    /// Closes the connection, telling the peer `reason`. Answers to calls the peer made that
+    /// are already being handled go out first (handlers get up to one second to finish; calls
+    /// arriving meanwhile are not handled). Then pending calls fail with [`RpcError::Closed`].
+    /// Returns once the link is shut (bounded by a short linger).
     pub async fn close(&self, reason: &str) {
         self.close_with_reason(
             CloseReason::Local {
@@ -543,6 +605,7 @@ impl Connection {
     }
 
     pub(crate) async fn close_with_reason(&self, reason: CloseReason, notice: Envelope) {
+        self.shared.drain().await;
         self.shared.close_with(reason, Some(notice));
         let mut done = self.shared.writer_done.subscribe();
         let _ = tokio::time::timeout(CLOSE_LINGER * 2, done.wait_for(|d| *d)).await;
