@@ -1979,7 +1979,34 @@ where
         let writes = Self::drain_core_writes(self.inner.clone()).await;
         self.flush_writes(writes).await;
 
+        // peerlink: 1.c hands every packet of a TURN-relayed pair to the relayer, which wraps
+        // it (ChannelData or Send indication) into its client's queue; upstream drained that
+        // queue only at 1.b of the *next* pass, i.e. at the next socket read, send or timer.
+        self.flush_turn_writes().await;
+
         Ok(())
+    }
+
+    /// peerlink: sends what the TURN relayer queued (1.b of `poll_writes`).
+    async fn flush_turn_writes(&mut self) {
+        while let Some(msg) = self.turn_relayer.poll_write() {
+            let four_tuple: FourTuple = FourTuple::from(&msg.transport);
+            if let Err(err) = self.handle_write(msg).await {
+                error!(
+                    "Failed to write packet to {:?} from {:?}: {}",
+                    four_tuple.peer_addr, four_tuple.local_addr, err
+                );
+                if let Err(err) = self
+                    .turn_relayer
+                    .handle_event(RTCTurnRelayEventIn::SocketWriteFailure(four_tuple))
+                {
+                    error!(
+                        "Failed to handle event in turn_relayer to {:?} from {:?}: {}",
+                        four_tuple.peer_addr, four_tuple.local_addr, err
+                    );
+                }
+            }
+        }
     }
 
     /// Send a drained batch of outgoing packets, coalescing maximal runs of
@@ -2137,10 +2164,19 @@ where
             turn_messages.push(message);
         }
         if !turn_messages.is_empty() {
-            let mut core = self.inner.core.lock().await;
-            for message in turn_messages {
-                core.handle_read(message)?;
+            {
+                let mut core = self.inner.core.lock().await;
+                for message in turn_messages {
+                    core.handle_read(message)?;
+                }
             }
+            // peerlink: a packet read from a socket reaches the core inside `select!`, and what
+            // the core answers (a SACK) leaves at the top of the next pass. Relayed data reaches
+            // the core only here, after this pass's writes, so its answer waited for the next
+            // socket read or timer. Send it now.
+            let writes = Self::drain_core_writes(self.inner.clone()).await;
+            self.flush_writes(writes).await;
+            self.flush_turn_writes().await;
         }
 
         // 3.b Media, unconditionally. It shares nothing with data-channel flow control, and
