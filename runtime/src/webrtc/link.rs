@@ -507,8 +507,9 @@ impl WebRtcLink {
             settings = settings
                 .with_ice_credentials(credentials.ufrag().to_owned(), credentials.pwd().to_owned());
         }
-        if let Some(interval) = tuning.ice_check_interval {
-            settings = settings.with_ice_connection_attempts(Some(interval), None);
+        if tuning.ice_check_interval.is_some() || tuning.ice_max_checks.is_some() {
+            settings = settings
+                .with_ice_connection_attempts(tuning.ice_check_interval, tuning.ice_max_checks);
         }
         let timeouts = config.ice_timeouts;
         if timeouts != Default::default() {
