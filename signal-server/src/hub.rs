@@ -5,15 +5,18 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, watch};
+use futures_util::task::AtomicWaker;
+use tokio::sync::watch;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Member, Outgoing};
+use crate::queue::OutQueue;
 use crate::rate::Bucket;
 use crate::redis_backplane::Backplane;
 
@@ -29,20 +32,20 @@ pub(crate) enum Out {
 pub(crate) struct Client {
     pub(crate) conn_id: u64,
     pub(crate) member: Member,
-    pub(crate) tx: mpsc::Sender<Out>,
-    kick: Notify,
+    pub(crate) queue: OutQueue,
+    kick: AtomicWaker,
     kick_code: AtomicUsize,
 }
 
 const NO_KICK: usize = usize::MAX;
 
 impl Client {
-    pub(crate) fn new(conn_id: u64, member: Member, tx: mpsc::Sender<Out>) -> Self {
+    pub(crate) fn new(conn_id: u64, member: Member, queue_capacity: usize) -> Self {
         Self {
             conn_id,
             member,
-            tx,
-            kick: Notify::new(),
+            queue: OutQueue::new(queue_capacity),
+            kick: AtomicWaker::new(),
             kick_code: AtomicUsize::new(NO_KICK),
         }
     }
@@ -55,22 +58,28 @@ impl Client {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.kick.notify_one();
+        self.kick.wake();
     }
 
-    /// Waits until [`Client::kick`] and returns its reason.
-    pub(crate) async fn kicked(&self) -> ErrorCode {
-        self.kick.notified().await;
+    /// Ready with the reason once [`Client::kick`] was called; polled by the client's session
+    /// on every wake-up, so it costs an atomic load, no lock.
+    pub(crate) fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<ErrorCode> {
+        self.kick.register(cx.waker());
         let index = self.kick_code.load(Ordering::Acquire);
-        ErrorCode::ALL
-            .get(index)
-            .copied()
-            .unwrap_or(ErrorCode::Internal)
+        if index == NO_KICK {
+            return Poll::Pending;
+        }
+        Poll::Ready(
+            ErrorCode::ALL
+                .get(index)
+                .copied()
+                .unwrap_or(ErrorCode::Internal),
+        )
     }
 
     /// Queues presence or control text; a client whose queue is full is too slow to stay.
     pub(crate) fn push_or_kick(&self, out: Out) {
-        if self.tx.try_send(out).is_err() {
+        if self.queue.try_send(out).is_err() {
             self.kick(ErrorCode::SlowConsumer);
         }
     }

@@ -28,6 +28,7 @@ mod hub;
 mod lobby;
 mod metrics;
 pub mod protocol;
+mod queue;
 mod rate;
 mod redis_backplane;
 mod session;
@@ -55,6 +56,13 @@ pub use turn::{TurnCredentials, turn_credentials};
 /// Header room added to the WebSocket message limit above the relay payload limit, so a
 /// full-size payload with its device-id header fits.
 const FRAME_HEADROOM: usize = 3 + protocol::MAX_ID_BYTES;
+/// WebSocket read buffer per connection. It is allocated up front and kept for the
+/// connection's life, so it dominates an idle client's memory: 1 KiB holds several signals
+/// per read, and larger messages grow the buffer only while they are read.
+const READ_BUFFER: usize = 1024;
+/// Outgoing frames are collected up to this many bytes before a write; a session flushes
+/// after each batch of queued messages, so a batch costs one system call, not one per message.
+const WRITE_BUFFER: usize = 16 << 10;
 /// How long [`Server::shutdown`] waits for clients to take their `reconnect` message.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -222,7 +230,7 @@ async fn ws_handler(
     // the WebSocket layer refuses them and closes with 1009.
     ws.max_message_size(limit.saturating_mul(2))
         .max_frame_size(limit.saturating_mul(2))
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| session::run_session(hub, socket, peer.ip(), host))
 }

@@ -258,7 +258,7 @@ impl Backplane {
                 match kind {
                     b'T' => {
                         if let Ok(text) = std::str::from_utf8(rest) {
-                            let _ = client.tx.try_send(Out::Text(Utf8Bytes::from(text)));
+                            let _ = client.queue.try_send(Out::Text(Utf8Bytes::from(text)));
                         }
                     }
                     b'B' => {
@@ -272,7 +272,7 @@ impl Backplane {
                             return;
                         };
                         if client
-                            .tx
+                            .queue
                             .try_send(Out::Binary(Bytes::copy_from_slice(rest)))
                             .is_err()
                         {
@@ -291,7 +291,7 @@ impl Backplane {
                         // A frame this client sent to another instance was dropped there.
                         if let Ok(target) = std::str::from_utf8(rest) {
                             let text = error_text(ErrorCode::TargetBusy, None, Some(target));
-                            let _ = client.tx.try_send(Out::Text(Utf8Bytes::from(text)));
+                            let _ = client.queue.try_send(Out::Text(Utf8Bytes::from(text)));
                         }
                     }
                     _ => {

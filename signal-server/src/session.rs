@@ -6,10 +6,11 @@
 //! Nothing else is spawned per client, which keeps an idle client to a task, a socket, a
 //! queue and a few small structures.
 
-use std::future::Future;
+use std::collections::VecDeque;
+use std::future::Future as _;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
@@ -17,16 +18,15 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use rand::RngCore as _;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::OwnedPermit;
 
 use crate::auth::{AuthClaim, verify};
 use crate::hub::{Client, Hub, Out, Route};
 use crate::metrics::Metrics;
 use crate::protocol::{
     CHALLENGE_LEN, ErrorCode, Incoming, Limits, Member, Outgoing, PROTOCOL_VERSION, error_text,
-    parse_relay_frame, relay_frame, valid_id, valid_room,
+    parse_relay_frame, relay_frame, signal_text, valid_id, valid_room,
 };
+use crate::queue::TrySend;
 use crate::rate::Bucket;
 
 /// WebSocket close code sent with fatal protocol errors (the reason is the error code).
@@ -34,18 +34,12 @@ pub const CLOSE_PROTOCOL_ERROR: u16 = 4000;
 /// WebSocket close code of a graceful shutdown (1012, "service restart"): reconnect.
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 
-/// Most queued messages written per wake-up before flushing, so one busy client cannot starve
-/// its own reads.
-const WRITE_BATCH: usize = 64;
 /// How long a closing session keeps reading for the client's close reply.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
-type PermitFuture =
-    Pin<Box<dyn Future<Output = Result<OwnedPermit<Out>, mpsc::error::SendError<()>>> + Send>>;
-
 /// A relay frame waiting for room in its target's queue.
 struct PendingForward {
-    permit: PermitFuture,
+    dest: Arc<Client>,
     frame: Out,
     target: String,
     deadline: tokio::time::Instant,
@@ -104,7 +98,11 @@ where
         read_paused_until: None,
     };
     session.run().await;
-    session.cleanup().await;
+    if let Some(client) = &session.client {
+        // From here on, messages for this client fail with `target_offline`.
+        client.queue.close();
+    }
+    Box::pin(session.cleanup()).await;
 }
 
 struct OpenGuard(Arc<Hub>);
@@ -137,10 +135,10 @@ where
 {
     async fn write(&mut self, message: Message) -> bool {
         let timeout = self.hub.config.write_timeout;
-        matches!(
-            tokio::time::timeout(timeout, self.socket.send(message)).await,
-            Ok(Ok(()))
-        )
+        // Boxed, like every rarely taken path below: a session's future is as large as its
+        // largest state, and every connection keeps one for its whole life.
+        let send = Box::pin(tokio::time::timeout(timeout, self.socket.send(message)));
+        matches!(send.await, Ok(Ok(())))
     }
 
     async fn write_text(&mut self, text: String) -> bool {
@@ -187,70 +185,84 @@ where
         let auth_deadline = tokio::time::Instant::now() + config.auth_timeout;
         let heartbeat = config.heartbeat_interval;
         let mut next_tick = tokio::time::Instant::now() + heartbeat;
-        let mut rx: Option<mpsc::Receiver<Out>> = None;
+        let mut batch: VecDeque<Out> = VecDeque::new();
         let mut pending: Option<PendingForward> = None;
         let mut shutdown = self.hub.shutdown.clone();
         if *shutdown.borrow() {
-            self.shutdown().await;
+            Box::pin(self.shutdown()).await;
             return;
         }
+        let shutdown_seen = shutdown.clone();
+        // Polled once to register this task with the shutdown signal; after that a version
+        // check (an atomic load) tells whether it fired, so the loop takes no shared lock.
+        let shutdown_changed = shutdown.changed();
+        tokio::pin!(shutdown_changed);
+        let mut shutdown_registered = false;
+        // One timer for the whole connection, moved only when its deadline changes.
+        let timer = tokio::time::sleep_until(next_tick.min(auth_deadline));
+        tokio::pin!(timer);
+        let mut client: Option<Arc<Client>> = None;
 
         // Ends when the client leaves, breaks a rule, stalls, or the server shuts down; every
         // branch either makes progress or ends the loop.
         loop {
-            let timer = if self.client.is_none() {
+            let deadline = if self.client.is_none() {
                 next_tick.min(auth_deadline)
             } else {
                 next_tick
             };
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if client.is_none() {
+                client.clone_from(&self.client);
+            }
             let read_allowed = pending.is_none() && self.read_paused_until.is_none();
-            let client = self.client.clone();
             let paused = self.read_paused_until;
             let flow = tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
-                    self.shutdown().await;
+                () = std::future::poll_fn(|cx| {
+                    if !shutdown_registered {
+                        shutdown_registered = true;
+                        if shutdown_changed.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(());
+                        }
+                    }
+                    match shutdown_seen.has_changed() {
+                        Ok(false) => Poll::Pending,
+                        _ => Poll::Ready(()),
+                    }
+                }) => {
+                    Box::pin(self.shutdown()).await;
                     return;
                 }
-                code = async {
-                    match &client {
-                        Some(c) => c.kicked().await,
+                code = std::future::poll_fn(|cx| match &client {
+                    Some(c) => c.poll_kicked(cx),
+                    None => Poll::Pending,
+                }) => Flow::Close(code),
+                room = async {
+                    match pending.as_ref() {
+                        Some(p) => {
+                            Box::pin(tokio::time::timeout_at(p.deadline, p.dest.queue.wait_space()))
+                                .await
+                        }
                         None => std::future::pending().await,
                     }
-                } => Flow::Close(code),
-                permit = async {
-                    match pending.as_mut() {
-                        Some(p) => tokio::time::timeout_at(p.deadline, &mut p.permit).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let forward = pending.take();
-                    match (permit, forward) {
-                        (Ok(Ok(permit)), Some(forward)) => {
-                            permit.send(forward.frame);
-                            Flow::Continue
-                        }
-                        (Ok(Err(_)), Some(forward)) => {
-                            self.reject(ErrorCode::TargetOffline, None, Some(&forward.target)).await
-                        }
-                        (_, forward) => {
-                            let target = forward.map(|f| f.target);
-                            self.reject(ErrorCode::TargetBusy, None, target.as_deref()).await
-                        }
-                    }
-                }
-                out = async {
-                    match rx.as_mut() {
-                        Some(rx) => rx.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => match out {
-                    Some(out) => self.write_batch(out, rx.as_mut()).await,
-                    None => Flow::Close(ErrorCode::Internal),
+                } => match pending.take() {
+                    Some(forward) => Box::pin(self.retry_forward(room.is_ok(), forward, &mut pending)).await,
+                    None => Flow::Continue,
+                },
+                open = std::future::poll_fn(|cx| match &client {
+                    Some(c) => c.queue.poll_recv(cx, &mut batch),
+                    None => Poll::Pending,
+                }) => if open {
+                    self.write_batch(&mut batch).await
+                } else {
+                    Flow::Close(ErrorCode::Internal)
                 },
                 _ = async {
                     match paused {
-                        Some(t) => tokio::time::sleep_until(t).await,
+                        Some(t) => Box::pin(tokio::time::sleep_until(t)).await,
                         None => std::future::pending().await,
                     }
                 } => {
@@ -260,7 +272,7 @@ where
                 incoming = self.socket.next(), if read_allowed => match incoming {
                     Some(Ok(message)) => {
                         self.last_heard = tokio::time::Instant::now();
-                        self.on_message(message, &mut rx, &mut pending).await
+                        self.on_message(message, &mut pending).await
                     }
                     Some(Err(e)) => {
                         tracing::debug!(ip = %self.ip, error = %e, "websocket read failed");
@@ -268,7 +280,7 @@ where
                     }
                     None => return,
                 },
-                _ = tokio::time::sleep_until(timer) => {
+                () = &mut timer => {
                     let now = tokio::time::Instant::now();
                     if self.client.is_none() && now >= auth_deadline {
                         self.hub.metrics.reject(ErrorCode::AuthTimeout);
@@ -279,7 +291,7 @@ where
                     } else {
                         next_tick = now + heartbeat;
                         self.strikes = 0;
-                        if self.write(Message::Ping(Bytes::new())).await {
+                        if Box::pin(self.write(Message::Ping(Bytes::new()))).await {
                             Flow::Continue
                         } else {
                             Flow::Close(ErrorCode::SlowConsumer)
@@ -288,16 +300,20 @@ where
                 }
             };
             if let Flow::Close(code) = flow {
-                tracing::debug!(ip = %self.ip, code = code.as_str(), "closing connection");
-                let _ = tokio::time::timeout(
-                    self.hub.config.write_timeout,
-                    close_with(&mut self.socket, code, None),
-                )
-                .await;
-                self.drain_until_closed().await;
+                Box::pin(self.close(code)).await;
                 return;
             }
         }
+    }
+
+    async fn close(&mut self, code: ErrorCode) {
+        tracing::debug!(ip = %self.ip, code = code.as_str(), "closing connection");
+        let _ = tokio::time::timeout(
+            self.hub.config.write_timeout,
+            close_with(&mut self.socket, code, None),
+        )
+        .await;
+        self.drain_until_closed().await;
     }
 
     /// Reads and discards until the client answers the close (or a short bound passes), so
@@ -335,34 +351,53 @@ where
         self.drain_until_closed().await;
     }
 
-    async fn write_batch(&mut self, first: Out, rx: Option<&mut mpsc::Receiver<Out>>) -> Flow {
+    /// Writes every queued message and flushes once: one system call for the whole batch
+    /// (the socket collects frames up to its write buffer size).
+    async fn write_batch(&mut self, batch: &mut VecDeque<Out>) -> Flow {
         let timeout = self.hub.config.write_timeout;
         let socket = &mut self.socket;
         let result = tokio::time::timeout(timeout, async {
-            socket.feed(out_message(first)).await?;
-            if let Some(rx) = rx {
-                for _ in 1..WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(out) => socket.feed(out_message(out)).await?,
-                        Err(_) => break,
-                    }
-                }
+            // Bounded by the queue's capacity.
+            while let Some(out) = batch.pop_front() {
+                socket.feed(out_message(out)).await?;
             }
             socket.flush().await
         })
         .await;
+        batch.clear();
         match result {
             Ok(Ok(())) => Flow::Continue,
             _ => Flow::Close(ErrorCode::SlowConsumer),
         }
     }
 
-    async fn on_message(
+    /// Tries again to queue a relay frame that met a full queue, once its target had room
+    /// (`room`) or its deadline passed.
+    async fn retry_forward(
         &mut self,
-        message: Message,
-        rx: &mut Option<mpsc::Receiver<Out>>,
+        room: bool,
+        forward: PendingForward,
         pending: &mut Option<PendingForward>,
     ) -> Flow {
+        if !room {
+            return self
+                .reject(ErrorCode::TargetBusy, None, Some(&forward.target))
+                .await;
+        }
+        match forward.dest.queue.try_send(forward.frame) {
+            Ok(()) => Flow::Continue,
+            Err(TrySend::Full(frame)) => {
+                *pending = Some(PendingForward { frame, ..forward });
+                Flow::Continue
+            }
+            Err(TrySend::Closed) => {
+                self.reject(ErrorCode::TargetOffline, None, Some(&forward.target))
+                    .await
+            }
+        }
+    }
+
+    async fn on_message(&mut self, message: Message, pending: &mut Option<PendingForward>) -> Flow {
         match message {
             Message::Text(text) => {
                 if text.len() > self.hub.config.max_text_bytes {
@@ -379,7 +414,7 @@ where
                     Err(_) => return self.reject(ErrorCode::InvalidJson, None, None).await,
                 };
                 if self.client.is_none() {
-                    self.on_unauthenticated(incoming, rx).await
+                    Box::pin(self.on_unauthenticated(incoming)).await
                 } else {
                     self.on_request(incoming).await
                 }
@@ -396,11 +431,7 @@ where
         }
     }
 
-    async fn on_unauthenticated(
-        &mut self,
-        m: Incoming<'_>,
-        rx: &mut Option<mpsc::Receiver<Out>>,
-    ) -> Flow {
+    async fn on_unauthenticated(&mut self, m: Incoming<'_>) -> Flow {
         if m.kind != "auth" {
             return self.reject(ErrorCode::NotAuthenticated, m.id, None).await;
         }
@@ -442,8 +473,11 @@ where
             user_id: user_id.to_owned(),
             public_key: verified.public_key.to_base64(),
         };
-        let (tx, new_rx) = mpsc::channel(self.hub.config.client_queue.max(1));
-        let client = Arc::new(Client::new(self.hub.next_conn_id(), member, tx));
+        let client = Arc::new(Client::new(
+            self.hub.next_conn_id(),
+            member,
+            self.hub.config.client_queue,
+        ));
         if let Err(code) = self.hub.register(&client).await {
             return self.reject(code, m.id, None).await;
         }
@@ -459,7 +493,6 @@ where
         }
         .to_text();
         self.client = Some(client);
-        *rx = Some(new_rx);
         if self.write_text(welcome).await {
             Flow::Continue
         } else {
@@ -488,7 +521,7 @@ where
                 if !is_member && self.rooms.len() >= self.hub.config.max_rooms_per_client {
                     return self.reject(ErrorCode::RoomLimit, m.id, None).await;
                 }
-                match self.hub.join(&client, room).await {
+                match Box::pin(self.hub.join(&client, room)).await {
                     Ok((members, _already)) => {
                         if !is_member {
                             self.rooms.push(room.to_owned());
@@ -513,7 +546,7 @@ where
                     return self.reject(ErrorCode::NotInRoom, m.id, None).await;
                 };
                 self.rooms.swap_remove(pos);
-                self.hub.leave(&client, room).await;
+                Box::pin(self.hub.leave(&client, room)).await;
                 let text = Outgoing::Left {
                     re: m.id,
                     room,
@@ -529,25 +562,21 @@ where
                 if !valid_id(to) {
                     return self.reject(ErrorCode::InvalidMessage, m.id, None).await;
                 }
-                let text = Outgoing::Signal {
-                    from: &client.member.device_id,
-                    from_user_id: &client.member.user_id,
-                    from_public_key: &client.member.public_key,
-                    data,
-                }
-                .to_text();
-                let delivered = match self.hub.route(to).await {
+                let text = signal_text(&client.member, data);
+                let route = match self.hub.local(to) {
+                    Some(target) => Ok(Route::Local(target)),
+                    None => Box::pin(self.hub.route(to)).await,
+                };
+                let delivered = match route {
                     Ok(Route::Local(target)) => {
-                        match target.tx.try_send(Out::Text(Utf8Bytes::from(text))) {
+                        match target.queue.try_send(Out::Text(Utf8Bytes::from(text))) {
                             Ok(()) => Ok(()),
-                            Err(mpsc::error::TrySendError::Full(_)) => Err(ErrorCode::TargetBusy),
-                            Err(mpsc::error::TrySendError::Closed(_)) => {
-                                Err(ErrorCode::TargetOffline)
-                            }
+                            Err(TrySend::Full(_)) => Err(ErrorCode::TargetBusy),
+                            Err(TrySend::Closed) => Err(ErrorCode::TargetOffline),
                         }
                     }
                     Ok(Route::Remote(instance)) => match &self.hub.backplane {
-                        Some(bp) => bp.forward_text(&instance, to, &text).await,
+                        Some(bp) => Box::pin(bp.forward_text(&instance, to, &text)).await,
                         None => Err(ErrorCode::TargetOffline),
                     },
                     Err(code) => Err(code),
@@ -617,19 +646,22 @@ where
         }
         let out_frame = relay_frame(&client.member.device_id, &payload);
         let payload_len = payload.len() as u64;
-        match self.hub.route(&target).await {
-            Ok(Route::Local(dest)) => match dest.tx.try_send(Out::Binary(out_frame)) {
+        let route = match self.hub.local(&target) {
+            Some(dest) => Ok(Route::Local(dest)),
+            None => Box::pin(self.hub.route(&target)).await,
+        };
+        match route {
+            Ok(Route::Local(dest)) => match dest.queue.try_send(Out::Binary(out_frame)) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(out)) => {
-                    let tx = dest.tx.clone();
+                Err(TrySend::Full(out)) => {
                     *pending = Some(PendingForward {
-                        permit: Box::pin(tx.reserve_owned()),
+                        dest,
                         frame: out,
                         target,
                         deadline: tokio::time::Instant::now() + self.hub.config.write_timeout,
                     });
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(TrySend::Closed) => {
                     return self
                         .reject(ErrorCode::TargetOffline, None, Some(&target))
                         .await;
@@ -638,8 +670,13 @@ where
             Ok(Route::Remote(instance)) => {
                 let sent = match &self.hub.backplane {
                     Some(bp) => {
-                        bp.forward_binary(&instance, &target, &client.member.device_id, &out_frame)
-                            .await
+                        Box::pin(bp.forward_binary(
+                            &instance,
+                            &target,
+                            &client.member.device_id,
+                            &out_frame,
+                        ))
+                        .await
                     }
                     None => Err(ErrorCode::TargetOffline),
                 };

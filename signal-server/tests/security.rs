@@ -179,6 +179,51 @@ async fn invalid_json_unknown_types_and_bad_fields_get_their_codes() {
 }
 
 #[tokio::test]
+async fn messages_at_the_size_caps_pass_whole_and_bursts_keep_their_order() {
+    // Message rates off, so the burst below is not rate limited.
+    let config = ServerConfig {
+        message_rate: Rate::unlimited(),
+        ip_message_rate: Rate::unlimited(),
+        ..ServerConfig::default()
+    };
+    let (max_text, max_payload) = (config.max_text_bytes, config.max_relay_payload);
+    let server = server(config).await;
+    let mut by = Bystanders::new(&server).await;
+    // A signal whose text is exactly the limit: far larger than the read buffer, so it is
+    // read over many reads, and relayed with the sender's identity added.
+    let head = r#"{"type":"signal","to":"bystander-a","data":""#;
+    let pad = max_text - head.len() - 2;
+    let big: String = (0..pad)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let text = format!("{head}{big}\"}}");
+    assert_eq!(text.len(), max_text);
+    by.b.send_text(&text).await;
+    let got = by.a.json().await;
+    assert_eq!(got["from"], "bystander-b");
+    assert_eq!(got["data"].as_str(), Some(big.as_str()));
+    // A relay frame with the largest payload.
+    let payload: Vec<u8> = (0..max_payload).map(|i| (i * 7 % 251) as u8).collect();
+    by.b.send_binary(relay_frame("bystander-a", &payload).to_vec())
+        .await;
+    assert_eq!(
+        by.a.binary().await,
+        relay_frame("bystander-b", &payload).to_vec()
+    );
+    // A burst of signals sent back to back arrives complete and in order (they are written
+    // to the socket in batches).
+    for n in 0..200 {
+        by.b.send(json!({"type": "signal", "to": "bystander-a", "data": {"n": n}}))
+            .await;
+    }
+    for n in 0..200 {
+        let got = by.a.json().await;
+        assert_eq!(got["data"], json!({"n": n}));
+    }
+    by.still_work(&server).await;
+}
+
+#[tokio::test]
 async fn oversized_messages_are_refused() {
     let server = server(ServerConfig::default()).await;
     let mut by = Bystanders::new(&server).await;
