@@ -7,13 +7,13 @@
 # fixed rate, with 1,000 and 10,000 clients. Prints the raw JSON lines, then a markdown table
 # of medians and ratios. Runs niced (the machine is shared).
 #
-#   bench/signaling/run.sh        # IDLE=19900 SIZES=1000,10000 RATE=20000 REPEAT=3 WINDOW=5
+#   bench/signaling/run.sh        # IDLE=19900 SIZES=1000,10000 RATE=20000 REPEAT=5 WINDOW=5
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IDLE=${IDLE:-19900}
 SIZES=${SIZES:-1000,10000}
 RATE=${RATE:-20000}
-REPEAT=${REPEAT:-3}
+REPEAT=${REPEAT:-5}
 SECONDS_PER_WINDOW=${WINDOW:-5}
 OUT=$(mktemp -d)
 SERVER_PID=
@@ -37,6 +37,7 @@ wait_port() {
   echo "server on port $1 did not start" >&2; return 1
 }
 
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for kind in peerlink peerjs; do
   port=$(free_port)
   if [ "$kind" = peerlink ]; then
