@@ -4,17 +4,22 @@
 //! cargo run --release -p peerlink --example webrtc_bench -- [--engine-defaults] [--no-pacing]
 //!     [--rcvbuf BYTES|none] [--sndbuf BYTES|none] [--limit BYTES|none] [--window BYTES]
 //!     [--ice-interval-ms MS] [--max-message BYTES] [--msg BYTES] [--mib MIB] [--runs N]
+//!     [--turn URL --turn-user USER --turn-pass PASS] [--tcp [--tcp-cc NAME]]
 //! ```
 //!
 //! Each run builds two links bound to 127.0.0.1, connects them, sends `--mib` MiB in `--msg`
-//! byte messages one way and reports the medians. `RcvbufErrors` is the kernel's count of UDP
+//! byte messages one way and reports the medians. `--turn` makes both links relay-only through
+//! that TURN server. `--tcp` instead moves the same bytes over one TCP connection on loopback
+//! (the reference for `bench/webrtc/loss.sh`, which impairs both the same way); `--tcp-cc`
+//! picks the sender's congestion control (`cubic`, `reno`, `bbr`; default: the system's). `RcvbufErrors` is the kernel's count of UDP
 //! datagrams dropped because a socket's receive buffer was full during the run.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use peerlink::webrtc::{
-    ChannelOptions, Tuning, WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcLink, WebRtcRole,
+    ChannelOptions, IceServer, IceTransportPolicy, Tuning, WebRtcConfig, WebRtcEvent, WebRtcEvents,
+    WebRtcLink, WebRtcRole,
 };
 use tokio::sync::mpsc;
 
@@ -133,6 +138,57 @@ async fn run(config: &WebRtcConfig, msg: usize, total: usize) -> Result<RunResul
     })
 }
 
+/// The same transfer over one TCP connection on 127.0.0.1 (connect time: the TCP handshake),
+/// with the sender's congestion control set to `cc` if given (Linux `TCP_CONGESTION`).
+async fn run_tcp(msg: usize, total: usize, cc: Option<&str>) -> Result<RunResult, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let mut client = client.map_err(|e| e.to_string())?;
+    let (mut server, _) = accepted.map_err(|e| e.to_string())?;
+    let connect = t0.elapsed();
+    if let Some(cc) = cc {
+        socket2::SockRef::from(&client)
+            .set_tcp_congestion(cc.as_bytes())
+            .map_err(|e| format!("TCP_CONGESTION {cc}: {e}"))?;
+    }
+    let payload = vec![0xA5u8; msg];
+    let count = total / msg;
+    let t1 = Instant::now();
+    let sender = tokio::spawn(async move {
+        for _ in 0..count {
+            client.write_all(&payload).await?;
+        }
+        client.shutdown().await
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut received = 0usize;
+    while received < count * msg {
+        let n = tokio::time::timeout(Duration::from_secs(60), server.read(&mut buf))
+            .await
+            .map_err(|_| format!("bulk stalled at {received} bytes"))?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        received += n;
+    }
+    let elapsed = t1.elapsed();
+    sender
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(RunResult {
+        connect,
+        throughput_mb_s: received as f64 / elapsed.as_secs_f64() / 1e6,
+        rcvbuf_errors: 0,
+    })
+}
+
 fn parse_opt(value: &str) -> Option<usize> {
     if value == "none" {
         None
@@ -158,6 +214,9 @@ async fn main() {
     let mut msg = 64 * 1024;
     let mut mib = 200;
     let mut runs = 5;
+    let mut tcp = false;
+    let mut tcp_cc: Option<String> = None;
+    let mut turn = IceServer::default();
     let mut i = 0;
     while i < args.len() {
         let value = args.get(i + 1).cloned().unwrap_or_default();
@@ -167,6 +226,15 @@ async fn main() {
                 i += 1;
                 continue;
             }
+            "--tcp" => {
+                tcp = true;
+                i += 1;
+                continue;
+            }
+            "--tcp-cc" => tcp_cc = Some(value),
+            "--turn" => turn.urls = vec![value],
+            "--turn-user" => turn.username = value,
+            "--turn-pass" => turn.credential = value,
             "--no-pacing" => {
                 tuning.send_pacing = None;
                 i += 1;
@@ -200,18 +268,27 @@ async fn main() {
     if msg > tuning.max_message_size as usize {
         tuning.max_message_size = msg as u32;
     }
-    let config = WebRtcConfig {
+    let mut config = WebRtcConfig {
         tuning: tuning.clone(),
         ..WebRtcConfig::loopback()
     };
+    if !turn.urls.is_empty() {
+        config.ice_servers = vec![turn];
+        config.ice_transport_policy = IceTransportPolicy::Relay;
+    }
     println!("tuning: {tuning:?}, message {msg} B, {mib} MiB, {runs} runs");
     let mut connects = Vec::new();
     let mut rates = Vec::new();
     for r in 0..runs {
-        match run(&config, msg, mib * 1024 * 1024).await {
+        let result = if tcp {
+            run_tcp(msg, mib * 1024 * 1024, tcp_cc.as_deref()).await
+        } else {
+            run(&config, msg, mib * 1024 * 1024).await
+        };
+        match result {
             Ok(res) => {
                 println!(
-                    "run {r}: connect {:.1} ms, bulk {:.1} MB/s, RcvbufErrors +{}",
+                    "run {r}: connect {:.1} ms, bulk {:.2} MB/s, RcvbufErrors +{}",
                     res.connect.as_secs_f64() * 1e3,
                     res.throughput_mb_s,
                     res.rcvbuf_errors
@@ -223,7 +300,7 @@ async fn main() {
         }
     }
     println!(
-        "median: connect {:.1} ms, bulk {:.1} MB/s",
+        "median: connect {:.1} ms, bulk {:.2} MB/s",
         median(connects),
         median(rates)
     );
