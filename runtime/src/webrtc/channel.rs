@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::config::SendPacing;
 use super::error::WebRtcError;
+use super::priority::{ChannelPriority, Member, YIELD_POLL};
 
 /// Received messages buffered per channel before the pump stops draining the engine.
 const RECV_QUEUE: usize = 64;
@@ -55,12 +56,14 @@ pub struct ChannelSender {
     state: watch::Receiver<ChannelState>,
     remote_max_message_size: Arc<AtomicUsize>,
     pacer: Option<Arc<Pacer>>,
+    priority: Arc<Member>,
 }
 
 impl std::fmt::Debug for ChannelSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelSender")
             .field("label", &self.label)
+            .field("priority", &self.priority.priority())
             .field("state", &*self.state.borrow())
             .finish()
     }
@@ -83,6 +86,7 @@ impl WebRtcChannel {
         remote_max_message_size: Arc<AtomicUsize>,
         opened: Arc<watch::Sender<u64>>,
         pacing: Option<PacingSetup>,
+        priority: Member,
     ) -> (Self, tokio::task::AbortHandle) {
         let initial = if already_open {
             ChannelState::Open
@@ -100,6 +104,7 @@ impl WebRtcChannel {
                 state: state_rx.clone(),
                 remote_max_message_size,
                 pacer,
+                priority: Arc::new(priority),
             },
             receiver: ChannelReceiver {
                 rx,
@@ -112,6 +117,12 @@ impl WebRtcChannel {
     /// The channel's label.
     pub fn label(&self) -> &str {
         &self.sender.label
+    }
+
+    /// The channel's priority: the one it was created with, or for a channel the peer opened,
+    /// the one in the peer's channel-open message.
+    pub fn priority(&self) -> ChannelPriority {
+        self.sender.priority()
     }
 
     /// Waits until the channel is open; fails if it closes first.
@@ -445,6 +456,11 @@ impl ChannelSender {
         *self.state.borrow()
     }
 
+    /// The channel's priority ([`WebRtcChannel::priority`]).
+    pub fn priority(&self) -> ChannelPriority {
+        self.priority.priority()
+    }
+
     /// The largest message the peer accepts (its SDP `a=max-message-size`, clamped to what the
     /// engine can send).
     pub fn max_message_size(&self) -> usize {
@@ -479,9 +495,11 @@ impl ChannelSender {
             return Err(WebRtcError::ChannelClosed);
         }
         let len = data.len();
+        let _sending = self.priority.begin_send();
         if let Some(pacer) = &self.pacer {
             self.wait_for_window(pacer).await?;
         }
+        self.wait_for_turn().await?;
         self.dc
             .send(BytesMut::from(data))
             .await
@@ -524,6 +542,32 @@ impl ChannelSender {
                 _ = notified => {}
                 _ = tokio::time::sleep(PACING_POLL) => {}
             }
+        }
+    }
+
+    /// Waits while a channel of higher priority on the same link is active and this one has
+    /// its share of the window or more unacknowledged (see [`ChannelPriority`]). Each wait is
+    /// [`YIELD_POLL`]; the loop ends when the higher-priority channel goes quiet, the engine
+    /// releases enough of this channel's bytes, or the channel closes.
+    async fn wait_for_turn(&self) -> Result<(), WebRtcError> {
+        loop {
+            if self.state() == ChannelState::Closed {
+                return Err(WebRtcError::ChannelClosed);
+            }
+            let window = self
+                .pacing_window()
+                .unwrap_or_else(|| self.priority.unpaced_window());
+            let Some(share) = self.priority.share(window, Instant::now()) else {
+                return Ok(());
+            };
+            let outstanding = match self.dc.outstanding_bytes().await {
+                Ok(n) => n,
+                Err(_) => return Err(WebRtcError::ChannelClosed),
+            };
+            if outstanding < share {
+                return Ok(());
+            }
+            tokio::time::sleep(YIELD_POLL).await;
         }
     }
 

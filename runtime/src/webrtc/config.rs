@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::error::WebRtcError;
+use super::priority::ChannelPriority;
 
 /// One STUN or TURN server, as in the browser's `RTCIceServer`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -112,6 +113,9 @@ pub struct ChannelOptions {
     /// Pre-negotiated stream id: both sides create the channel with the same id and no
     /// in-band open message is exchanged.
     pub negotiated: Option<u16>,
+    /// Priority, carried to the peer in the channel-open message; this side's sends on the
+    /// link are scheduled by it (default low, as in browsers).
+    pub priority: ChannelPriority,
 }
 
 impl Default for ChannelOptions {
@@ -122,6 +126,7 @@ impl Default for ChannelOptions {
             max_packet_life_time: None,
             protocol: String::new(),
             negotiated: None,
+            priority: ChannelPriority::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::config::{
     ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, IceUrlKind, WebRtcConfig,
 };
 use super::error::WebRtcError;
+use super::priority::{ChannelPriority, Scheduler};
 use super::sdp;
 use super::signal::{IceCandidate, MAX_CANDIDATE_LEN, Signal};
 use super::socket::{TunedRuntime, effective_recv_buffer, window_for_buffer};
@@ -142,6 +143,7 @@ struct Handler {
     pumps: Arc<StdMutex<Vec<tokio::task::AbortHandle>>>,
     opened: Arc<watch::Sender<u64>>,
     pacing: Option<PacingSetup>,
+    scheduler: Arc<Scheduler>,
 }
 
 #[async_trait::async_trait]
@@ -196,6 +198,12 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let label = dc.label().await.unwrap_or_default();
+        // The peer's channel-open message carried its priority; this side's sends on the
+        // channel are scheduled by the same one.
+        let priority = dc
+            .priority()
+            .await
+            .map_or_else(|_| ChannelPriority::default(), ChannelPriority::from_dcep);
         // The engine announces remote channels on open.
         let (channel, pump) = WebRtcChannel::start(
             dc,
@@ -204,6 +212,7 @@ impl PeerConnectionEventHandler for Handler {
             Arc::clone(&self.remote_max_message_size),
             Arc::clone(&self.opened),
             self.pacing,
+            self.scheduler.join(priority),
         );
         if let Ok(mut pumps) = self.pumps.lock() {
             pumps.push(pump);
@@ -242,6 +251,8 @@ struct Inner {
     ice_restarts: AtomicU32,
     /// Send pacing for this link's channels.
     pacing: Option<PacingSetup>,
+    /// This link's channels by priority.
+    scheduler: Arc<Scheduler>,
 }
 
 impl Drop for Inner {
@@ -544,6 +555,7 @@ impl WebRtcLink {
             })
             .build();
 
+        let scheduler = Scheduler::new(tuning.send_buffer_limit);
         let pacing = tuning.send_pacing.map(|pacing| PacingSetup {
             pacing,
             send_buffer_limit: tuning.send_buffer_limit,
@@ -559,6 +571,7 @@ impl WebRtcLink {
             pumps: Arc::clone(&pumps),
             opened: Arc::clone(&opened),
             pacing,
+            scheduler: Arc::clone(&scheduler),
         };
         let mut builder = PeerConnectionBuilder::new()
             .with_configuration(rtc_config)
@@ -592,6 +605,7 @@ impl WebRtcLink {
                 opened,
                 ice_restarts: AtomicU32::new(0),
                 pacing,
+                scheduler,
             }),
         };
         let policy = link.inner.config.ice_restart;
@@ -675,6 +689,7 @@ impl WebRtcLink {
             max_retransmits: options.max_retransmits,
             protocol: options.protocol,
             negotiated: options.negotiated,
+            priority: options.priority.dcep_value(),
         };
         let dc = self
             .inner
@@ -689,6 +704,7 @@ impl WebRtcLink {
             Arc::clone(&self.inner.remote_max_message_size),
             Arc::clone(&self.inner.opened),
             self.inner.pacing,
+            self.inner.scheduler.join(options.priority),
         );
         if let Ok(mut pumps) = self.inner.pumps.lock() {
             pumps.push(pump);

@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod link;
 mod path;
+mod priority;
 pub(crate) mod sdp;
 mod signal;
 mod socket;
@@ -29,6 +30,7 @@ pub use link::{
     ENGINE_MAX_MESSAGE_SIZE, Fingerprints, LinkState, SkippedIceUrl, WebRtcEvent, WebRtcEvents,
     WebRtcLink, WebRtcRole,
 };
+pub use priority::ChannelPriority;
 pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
 pub use signal::{IceCandidate, MAX_CANDIDATE_LEN, MAX_SIGNAL_LEN, Signal};
 pub use transport::WebRtcTransport;

@@ -78,6 +78,14 @@ pub struct RTCDataChannelInit {
     ///
     /// [W3C specification]: https://www.w3.org/TR/webrtc/#dom-rtcdatachannelinit-negotiated
     pub negotiated: Option<StreamId>,
+
+    /// The priority announced in the `DATA_CHANNEL_OPEN` message (RFC 8832 §5.1), one of the
+    /// `CHANNEL_PRIORITY_*` values of the datachannel crate: 128 (W3C "very-low"), 256
+    /// ("low", the default), 512 ("medium") or 1024 ("high"). The engine does not schedule
+    /// by it; it is carried to the peer, which may.
+    ///
+    /// [W3C WebRTC Priority Control]: https://www.w3.org/TR/webrtc-priority/
+    pub priority: u16,
 }
 
 impl Default for RTCDataChannelInit {
@@ -98,6 +106,7 @@ impl Default for RTCDataChannelInit {
             max_retransmits: None,
             protocol: String::new(),
             negotiated: None,
+            priority: ::datachannel::message::message_channel_open::CHANNEL_PRIORITY_NORMAL,
         }
     }
 }

@@ -30,6 +30,7 @@ pub(crate) struct RTCDataChannelInternal {
     pub(crate) max_retransmits: Option<u16>,
     pub(crate) protocol: String,
     pub(crate) negotiated: bool,
+    pub(crate) priority: u16,
     pub(crate) ready_state: RTCDataChannelState,
     pub(crate) buffered_amount_high_threshold: u32,
     pub(crate) buffered_amount_low_threshold: u32,
@@ -63,6 +64,7 @@ impl Default for RTCDataChannelInternal {
             max_retransmits: None,
             protocol: "".to_string(),
             negotiated: false,
+            priority: ::datachannel::message::message_channel_open::CHANNEL_PRIORITY_NORMAL,
             ready_state: RTCDataChannelState::default(),
             buffered_amount_high_threshold: u32::MAX,
             buffered_amount_low_threshold: 0,
@@ -93,6 +95,7 @@ impl RTCDataChannelInternal {
             ordered: params.ordered,
             max_packet_life_time: params.max_packet_life_time,
             max_retransmits: params.max_retransmits,
+            priority: params.priority,
             ready_state: RTCDataChannelState::Connecting,
             buffered_amount_high_threshold: u32::MAX,
             buffered_amount_low_threshold: 0,
@@ -120,7 +123,7 @@ impl RTCDataChannelInternal {
 
         let config = ::datachannel::data_channel::DataChannelConfig {
             channel_type,
-            priority: ::datachannel::message::message_channel_open::CHANNEL_PRIORITY_NORMAL,
+            priority: self.priority,
             reliability_parameter,
             label: self.label.clone(),
             protocol: self.protocol.clone(),
@@ -177,6 +180,7 @@ impl RTCDataChannelInternal {
             max_packet_life_time: None,
             max_retransmits: None,
             negotiated: None,
+            priority: data_channel_config.priority,
         });
         // Known from the wire: no deferral needed, and it must be registered so locally
         // generated ids cannot collide with it.

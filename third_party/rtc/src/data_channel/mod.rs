@@ -177,6 +177,18 @@ impl RTCDataChannel<'_> {
             .negotiated
     }
 
+    /// The DCEP priority of this DataChannel: the one it was created with, or for a channel the
+    /// peer opened, the one in the peer's `DATA_CHANNEL_OPEN` (RFC 8832 §5.1).
+    pub fn priority(&self) -> u16 {
+        // peer_connection is mutable borrow, its data_channels won't be resized,
+        // so, unwrap() here is safe.
+        self.peer_connection
+            .data_channels
+            .get(&self.id)
+            .unwrap()
+            .priority
+    }
+
     /// The handle identifying this DataChannel within its peer connection.
     ///
     /// Available immediately, stable for the channel's lifetime, and never reused by a later

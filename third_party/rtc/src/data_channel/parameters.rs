@@ -27,4 +27,7 @@ pub(crate) struct DataChannelParameters {
     /// application. `None` if the channel was not pre-negotiated, in which case the stream id
     /// is assigned during the SCTP connected procedure once the DTLS role is known.
     pub(crate) negotiated: Option<StreamId>,
+
+    /// The DCEP priority (`RTCDataChannelInit::priority`, or the peer's `DATA_CHANNEL_OPEN`).
+    pub(crate) priority: u16,
 }

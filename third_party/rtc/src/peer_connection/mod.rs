@@ -1963,6 +1963,9 @@ impl RTCPeerConnection {
         // https://www.w3.org/TR/webrtc/#peer-to-peer-data-api (Step #10)
         params.protocol = options.protocol;
 
+        // https://www.w3.org/TR/webrtc-priority/ (RTCDataChannelInit.priority)
+        params.priority = options.priority;
+
         // https://www.w3.org/TR/webrtc/#peer-to-peer-data-api (Step #11)
         if params.protocol.len() > 65535 {
             return Err(Error::ErrProtocolTooLarge);

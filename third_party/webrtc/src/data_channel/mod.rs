@@ -91,6 +91,9 @@ pub trait DataChannel: crate::sealed::Sealed + Send + Sync + 'static {
     /// Returns whether this data channel was negotiated out-of-band by the application
     /// (`true`), or established in-band over DCEP (`false`).
     async fn negotiated(&self) -> Result<bool>;
+    /// Returns the DCEP priority of this data channel (RFC 8832 §5.1): the one it was created
+    /// with, or for a channel the peer opened, the one in the peer's `DATA_CHANNEL_OPEN`.
+    async fn priority(&self) -> Result<u16>;
     /// Returns the identifier for this data channel.
     ///
     /// The value is initially null — which is what is returned if the id was not provided
@@ -395,6 +398,15 @@ impl DataChannel for DataChannelImpl {
             .negotiated())
     }
 
+    // Documented on `DataChannel::priority`.
+    async fn priority(&self) -> Result<u16> {
+        let mut peer_connection = self.inner.core.lock().await;
+        Ok(peer_connection
+            .data_channel(self.id)
+            .ok_or(Error::ErrDataChannelClosed)?
+            .priority())
+    }
+
     // Documented on `DataChannel::id`.
     fn id(&self) -> RTCDataChannelId {
         self.id
@@ -667,6 +679,9 @@ mod tests {
             unimplemented!()
         }
         async fn negotiated(&self) -> Result<bool> {
+            unimplemented!()
+        }
+        async fn priority(&self) -> Result<u16> {
             unimplemented!()
         }
         fn id(&self) -> RTCDataChannelId {

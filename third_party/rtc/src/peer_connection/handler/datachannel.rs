@@ -611,6 +611,7 @@ mod tests {
             max_packet_life_time: None,
             max_retransmits: None,
             negotiated: None,
+            priority: ::datachannel::message::message_channel_open::CHANNEL_PRIORITY_NORMAL,
         });
         dc.stream_id = Some(stream_id);
         dc
@@ -624,6 +625,7 @@ mod tests {
             max_packet_life_time: None,
             max_retransmits: None,
             negotiated: Some(stream_id),
+            priority: ::datachannel::message::message_channel_open::CHANNEL_PRIORITY_NORMAL,
         })
     }
 
