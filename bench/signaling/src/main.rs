@@ -341,6 +341,18 @@ async fn drive(kind: Kind, ws: &mut Ws, me: usize, mode: Mode) -> Stats {
         Mode::Idle { until } => (until, None),
         Mode::Saturate { from, to, .. } | Mode::Rate { from, to, .. } => (to, Some((from, to))),
     };
+    // peerjs-server drops a client 60 s after its last HEARTBEAT (other messages do not
+    // count), and a phase is shorter than the 20 s heartbeat period: every phase starts with
+    // one, so its clients live through all the phases of a run.
+    if kind == Kind::Peerjs
+        && ws
+            .send(Message::Text(r#"{"type":"HEARTBEAT"}"#.into()))
+            .await
+            .is_err()
+    {
+        stats.closed = true;
+        return stats;
+    }
     if let Mode::Saturate { window, .. } = mode {
         for _ in 0..window {
             if ws
