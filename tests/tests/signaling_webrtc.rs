@@ -317,3 +317,73 @@ async fn hybrid_moves_to_webrtc_in_flight_calls_complete_once_and_falls_back() {
     assert_eq!(reply, 70);
     assert_eq!(started.load(Ordering::SeqCst), 11);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_on_webrtc_keeps_working_when_the_server_and_its_relay_go() {
+    let server = server().await;
+    let config = hybrid_dialer_config(WebRtcConfig::loopback());
+    let (alice, _, alice_dialer, _a_rest, _a_in) =
+        peer(&server.ws_url(), "alice", config.clone()).await;
+    let (bob, _, _bob_dialer, _b_rest, bob_incoming) = peer(&server.ws_url(), "bob", config).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    {
+        let runs = Arc::clone(&runs);
+        bob.expose(
+            "inc",
+            typed_handler(move |n: u64| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, HandlerError>(n + 1)
+                }
+            }),
+        );
+    }
+    let mut acceptor = HybridAcceptor::new(bob.clone(), bob_incoming);
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(h) = acceptor.accept().await {
+            let _ = accepted_tx.send(h);
+        }
+    });
+    let hybrid_config = HybridConfig {
+        retry_delay: Duration::from_millis(200),
+        max_webrtc_attempts: 3,
+    };
+    let to_bob = tokio::time::timeout(
+        BOUND,
+        HybridConnection::dial(&alice_dialer, &alice, "bob", hybrid_config),
+    )
+    .await
+    .expect("relay within bound")
+    .unwrap();
+    assert!(to_bob.wait_for_path(TransportKind::WebRtc, BOUND).await);
+    let from_bob = tokio::time::timeout(BOUND, accepted_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let relay = to_bob.relay().expect("a relay connection");
+
+    // The server crashes: every relay link ends with the signaling connections.
+    server.abort();
+    tokio::time::timeout(BOUND, relay.closed())
+        .await
+        .expect("the relay connection ends with the server");
+    // Give the hybrid's background task time to react to the lost relay.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(to_bob.path(), TransportKind::WebRtc, "still on WebRTC");
+    assert!(to_bob.is_open() && from_bob.is_open());
+    for n in 0..20u64 {
+        let got: u64 = tokio::time::timeout(BOUND, to_bob.call("inc", &n))
+            .await
+            .expect("call within bound")
+            .unwrap();
+        assert_eq!(got, n + 1);
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        20,
+        "each call ran exactly once"
+    );
+    assert_eq!(to_bob.path(), TransportKind::WebRtc);
+}

@@ -263,7 +263,16 @@ async fn upgrade(
                         tracing::debug!(peer = to, "WebRTC lost; back on the relay");
                     }
                     _ = relay.closed() => {
-                        connection.close("relay closed").await;
+                        // The relay ends with the signaling connection (a server restart, a
+                        // network change); the WebRTC link does not depend on it and keeps
+                        // carrying calls until it closes itself. No relay to fall back on
+                        // and no attempts after that: the hybrid connection then has no
+                        // path, and the caller dials again.
+                        tracing::debug!(peer = to, "relay lost; staying on WebRTC");
+                        tokio::select! {
+                            _ = connection.closed() => {}
+                            _ = stopped(&mut closed) => {}
+                        }
                         return;
                     }
                     _ = stopped(&mut closed) => return,
