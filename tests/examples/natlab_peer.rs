@@ -9,7 +9,8 @@
 //! ```text
 //! natlab_peer --server URL --device ID --room ROOM [--to DEVICE] [--bytes N]
 //!             [--turn rest|none|lt:URL:USER:PASS] [--webrtc-wait S] [--seconds S] [--seed N]
-//!             [--ice-check-ms MS]
+//!             [--ice-check-ms MS] [--policy all|relay]
+//!             [--steady S] [--chunk BYTES] [--call-timeout S] [--redials N]
 //! ```
 //!
 //! The peer uses peerlink's default tuning, so the lab tests what a user gets.
@@ -19,10 +20,27 @@
 //! `--turn rest` (default) uses the server's TURN credentials (`use-auth-secret`); `lt:…` a
 //! TURN server with a long-term user; `none` no STUN or TURN at all. `--webrtc-wait` is how
 //! long the dialer waits for WebRTC before transferring over whatever path it has.
-//! Exits 0 when the transfer verified, 1 otherwise; the acceptor exits after the dialer says
-//! `done`, or after `--seconds`.
+//! `--policy relay` offers only TURN relay candidates (the path through coturn, forced).
+//!
+//! `--steady S` (dialer) replaces the one large call with steady load for S seconds: calls
+//! `seq` one after another, each numbered and carrying `--chunk` seeded bytes, on whatever
+//! path the hybrid connection offers at that moment. The acceptor takes the numbers in order:
+//! a number it has seen counts as a duplicate, a skipped one as a gap, and it hashes the
+//! payloads it takes. A call that fails (its path died, or `--call-timeout` passed) is sent
+//! again with the same number after 0.5 s, and when the hybrid connection has no open path
+//! left the dialer dials a new one (at most `--redials` times). At the end the dialer asks
+//! the acceptor for its tally and prints one JSON line: calls, failed calls, duplicates, gaps,
+//! whether both digests match, the calls completed per second (`timeline`), the longest stall,
+//! the path changes it saw (each with the time and the reason a closed connection gave) and
+//! the WebRTC path report (ICE restarts, selected-pair changes). It writes `steady started on
+//! PATH` to stderr when the load begins, so a script can time faults against it.
+//!
+//! Exits 0 when the transfer verified (steady: the acceptor took every number in order, no
+//! gap, and its digest matches; duplicates are reported, the caller judges them), 1 otherwise; the acceptor exits after the dialer says `done`, or after
+//! `--seconds`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,7 +48,7 @@ use peerlink::signaling::{
     DialerConfig, HybridAcceptor, HybridConfig, HybridConnection, SignalingClient, SignalingConfig,
     SignalingEvent, WebRtcDialer,
 };
-use peerlink::webrtc::{IceServer, WebRtcConfig};
+use peerlink::webrtc::{IceServer, IceTransportPolicy, WebRtcConfig};
 use peerlink::{CallOptions, HandlerError, Identity, Node, NodeConfig, TransportKind, handler_fn};
 use rand::{RngCore as _, SeedableRng as _};
 use sha2::{Digest as _, Sha256};
@@ -47,6 +65,11 @@ struct Args {
     seconds: u64,
     seed: u64,
     ice_check_ms: Option<u64>,
+    relay_only: bool,
+    steady: u64,
+    chunk: usize,
+    call_timeout: u64,
+    redials: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -61,6 +84,11 @@ fn parse_args() -> Result<Args, String> {
         seconds: 90,
         seed: 1,
         ice_check_ms: None,
+        relay_only: false,
+        steady: 0,
+        chunk: 16 << 10,
+        call_timeout: 30,
+        redials: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +105,17 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => a.seconds = num(&v)?,
             "--seed" => a.seed = num(&v)?,
             "--ice-check-ms" => a.ice_check_ms = Some(num(&v)?),
+            "--policy" => {
+                a.relay_only = match v.as_str() {
+                    "all" => false,
+                    "relay" => true,
+                    _ => return Err(format!("--policy {v}: all or relay")),
+                }
+            }
+            "--steady" => a.steady = num(&v)?,
+            "--chunk" => a.chunk = usize::try_from(num(&v)?).map_err(|e| e.to_string())?,
+            "--call-timeout" => a.call_timeout = num(&v)?.max(1),
+            "--redials" => a.redials = u32::try_from(num(&v)?).map_err(|e| e.to_string())?,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -169,6 +208,9 @@ async fn run(args: &Args) -> Result<bool, BoxError> {
         ice_servers: ice_servers(&client, &args.turn).await?,
         ..WebRtcConfig::default()
     };
+    if args.relay_only {
+        webrtc.ice_transport_policy = IceTransportPolicy::Relay;
+    }
     match args.ice_check_ms {
         None => {}
         Some(0) => {
@@ -199,21 +241,28 @@ async fn run(args: &Args) -> Result<bool, BoxError> {
         }
     }
     let started = Instant::now();
-    let hybrid = HybridConnection::dial(
-        &dialer,
-        &node,
-        to,
-        HybridConfig {
-            retry_delay: Duration::from_secs(1),
-            max_webrtc_attempts: 3,
-        },
-    )
-    .await?;
+    let hybrid_config = HybridConfig {
+        retry_delay: Duration::from_secs(1),
+        max_webrtc_attempts: 3,
+    };
+    let hybrid = HybridConnection::dial(&dialer, &node, to, hybrid_config).await?;
     let relay_ms = started.elapsed().as_secs_f64() * 1e3;
     let on_webrtc = hybrid
         .wait_for_path(TransportKind::WebRtc, Duration::from_secs(args.webrtc_wait))
         .await;
     let webrtc_ms = on_webrtc.then(|| started.elapsed().as_secs_f64() * 1e3);
+    if args.steady > 0 {
+        let steady = Steady {
+            args,
+            dialer: &dialer,
+            node: &node,
+            to,
+            config: hybrid_config,
+        };
+        let ok = steady.run(hybrid, webrtc_ms).await?;
+        client.close().await;
+        return Ok(ok);
+    }
 
     let mut payload = vec![0u8; args.bytes];
     rand::rngs::StdRng::seed_from_u64(args.seed).fill_bytes(&mut payload);
@@ -295,6 +344,40 @@ async fn accept(
             }
         }),
     );
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let t = tally.clone();
+    node.expose(
+        "seq",
+        handler_fn(move |req| {
+            let t = t.clone();
+            async move {
+                let body = &req.body;
+                let n = body
+                    .get(..8)
+                    .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+                    .ok_or_else(|| HandlerError::new("bad_request", "no sequence number"))?;
+                t.lock().unwrap().take(n, &body[8..]);
+                Ok::<_, HandlerError>(Bytes::copy_from_slice(&n.to_be_bytes()))
+            }
+        }),
+    );
+    node.expose(
+        "tally",
+        handler_fn(move |_req| {
+            let t = tally.clone();
+            async move {
+                let t = t.lock().unwrap();
+                let reply = serde_json::json!({
+                    "taken": t.taken,
+                    "last": t.last,
+                    "duplicates": t.duplicates,
+                    "gaps": t.gaps,
+                    "sha256": hex(&t.hash.clone().finalize()),
+                });
+                Ok::<_, HandlerError>(Bytes::from(reply.to_string()))
+            }
+        }),
+    );
     let mut acceptor = HybridAcceptor::new(node.clone(), incoming);
     let mut held = Vec::new();
     // Bounded by the caller's limit; ends when the dialer says done.
@@ -312,6 +395,211 @@ async fn accept(
         serde_json::json!({"ok": true, "accepted": held.len()})
     );
     Ok(true)
+}
+
+/// The acceptor's record of numbered calls: taken in order, duplicates and gaps counted.
+#[derive(Default)]
+struct Tally {
+    taken: u64,
+    last: u64,
+    duplicates: u64,
+    gaps: u64,
+    hash: Sha256,
+}
+
+impl Tally {
+    fn take(&mut self, n: u64, payload: &[u8]) {
+        if n <= self.last {
+            self.duplicates += 1;
+            return;
+        }
+        if n != self.last + 1 {
+            self.gaps += n - self.last - 1;
+        }
+        self.last = n;
+        self.taken += 1;
+        self.hash.update(payload);
+    }
+}
+
+/// The payload of call `n`: `chunk` bytes seeded by the run's seed and `n`.
+fn chunk_of(seed: u64, n: u64, chunk: usize) -> Vec<u8> {
+    let mut payload = vec![0u8; chunk];
+    rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(n))
+        .fill_bytes(&mut payload);
+    payload
+}
+
+/// The dialer's steady load (see the module documentation).
+struct Steady<'a> {
+    args: &'a Args,
+    dialer: &'a WebRtcDialer,
+    node: &'a Node,
+    to: &'a str,
+    config: HybridConfig,
+}
+
+/// A change of the path new calls take, as the dialer saw it.
+#[derive(serde::Serialize)]
+struct Change {
+    ms: u64,
+    path: &'static str,
+    /// Why the connection that carried calls until now closed, if it did.
+    reason: Option<String>,
+}
+
+impl Steady<'_> {
+    async fn run(
+        &self,
+        mut hybrid: HybridConnection,
+        webrtc_ms: Option<f64>,
+    ) -> Result<bool, BoxError> {
+        let args = self.args;
+        let start = Instant::now();
+        let ms = |t: Instant| u64::try_from(t.duration_since(start).as_millis()).unwrap_or(0);
+        let seconds = usize::try_from(args.steady).unwrap_or(usize::MAX);
+        let mut timeline = vec![0u32; seconds + 1];
+        let mut hash = Sha256::new();
+        let mut changes: Vec<Change> = Vec::new();
+        let mut errors: Vec<serde_json::Value> = Vec::new();
+        let (mut failed, mut redials, mut max_stall) = (0u64, 0u32, Duration::ZERO);
+        let mut last_ok = Instant::now();
+        let mut n = 1u64;
+        let mut carrier = hybrid.current();
+        let mut last_webrtc = hybrid.webrtc();
+        changes.push(Change {
+            ms: 0,
+            path: carrier.transport_kind().as_str(),
+            reason: None,
+        });
+        let deadline = start + Duration::from_secs(args.steady);
+        let options = CallOptions {
+            timeout: Some(Duration::from_secs(args.call_timeout)),
+        };
+        eprintln!("steady started on {}", carrier.transport_kind().as_str());
+        let mut next_progress = start;
+        // Bounded by the deadline: every wait inside is bounded by the call timeout, 0.5 s or
+        // a redial (itself bounded by the signaling client's timeouts and `--redials`).
+        while Instant::now() < deadline {
+            if !hybrid.is_open() {
+                if redials >= args.redials {
+                    errors.push(serde_json::json!({"ms": ms(Instant::now()), "error": "no path left, no redial left"}));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                redials += 1;
+                match HybridConnection::dial(self.dialer, self.node, self.to, self.config).await {
+                    Ok(h) => hybrid = h,
+                    Err(e) => {
+                        errors.push(serde_json::json!({"ms": ms(Instant::now()), "error": format!("redial: {e}")}));
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            let connection = hybrid.current();
+            if connection.id() != carrier.id() {
+                let reason = carrier.close_reason().map(|r| r.to_string());
+                carrier = connection.clone();
+                changes.push(Change {
+                    ms: ms(Instant::now()),
+                    path: carrier.transport_kind().as_str(),
+                    reason,
+                });
+            }
+            if let Some(w) = hybrid.webrtc() {
+                last_webrtc = Some(w);
+            }
+            let mut body = n.to_be_bytes().to_vec();
+            let payload = chunk_of(args.seed, n, args.chunk);
+            body.extend_from_slice(&payload);
+            match connection.call_raw("seq", Bytes::from(body), options).await {
+                Ok(reply) if reply.as_ref() == n.to_be_bytes() => {
+                    let now = Instant::now();
+                    max_stall = max_stall.max(now - last_ok);
+                    last_ok = now;
+                    hash.update(&payload);
+                    let second = usize::try_from(now.duration_since(start).as_secs()).unwrap_or(0);
+                    timeline[second.min(seconds)] += 1;
+                    n += 1;
+                }
+                other => {
+                    failed += 1;
+                    let error = match other {
+                        Ok(_) => "wrong sequence number in the reply".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    if errors.len() < 20 {
+                        errors.push(serde_json::json!({"ms": ms(Instant::now()), "n": n, "path": connection.transport_kind().as_str(), "error": error}));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            if Instant::now() >= next_progress {
+                eprintln!(
+                    "steady t={:.1}s calls={} failed={failed} path={}",
+                    start.elapsed().as_secs_f64(),
+                    n - 1,
+                    carrier.transport_kind().as_str()
+                );
+                next_progress += Duration::from_secs(1);
+            }
+        }
+        let calls = n - 1;
+        // The acceptor's tally, over whatever path is left (bounded retries).
+        let mut tally = None;
+        for _ in 0..6 {
+            let reply = hybrid
+                .current()
+                .call_raw("tally", Bytes::new(), options)
+                .await;
+            if let Ok(reply) = reply {
+                tally = serde_json::from_slice::<serde_json::Value>(&reply).ok();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let tally = tally.unwrap_or(serde_json::Value::Null);
+        let digest = hex(&hash.finalize());
+        let ok = calls > 0
+            && tally["taken"] == calls
+            && tally["last"] == calls
+            && tally["gaps"] == 0
+            && tally["sha256"] == digest.as_str();
+        let webrtc_path = match &last_webrtc {
+            Some(w) => Some(w.path().await),
+            None => None,
+        };
+        let end_path = hybrid.current().path().await;
+        println!(
+            "{}",
+            serde_json::json!({
+                "device": args.device,
+                "to": self.to,
+                "ok": ok,
+                "steadySeconds": args.steady,
+                "chunk": args.chunk,
+                "calls": calls,
+                "failedCalls": failed,
+                "redials": redials,
+                "tally": tally,
+                "digestMatches": tally["sha256"] == digest.as_str(),
+                "maxStallMs": max_stall.as_secs_f64() * 1e3,
+                "lastCallAgoMs": last_ok.elapsed().as_secs_f64() * 1e3,
+                "timeline": timeline,
+                "changes": changes,
+                "errors": errors,
+                "kind": end_path.kind.as_str(),
+                "endPath": end_path,
+                "webrtcPath": webrtc_path,
+                "webrtcMs": webrtc_ms,
+            })
+        );
+        let _ = hybrid.current().notify("done", &()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hybrid.close("done").await;
+        Ok(ok)
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
