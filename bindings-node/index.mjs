@@ -17,7 +17,9 @@ export const {
   createCodeAnswer,
   createCodeOffer,
   decodeMessage,
+  decodeMessageBytes,
   encodeMessage,
+  encodeMessageBytes,
   version,
 } = binding
 

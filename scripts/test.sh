@@ -124,7 +124,7 @@ suite_node() {
   have node || { echo "node is required"; return 1; }
   npm_install bindings-node
   # The addon is the workspace's cdylib, built by ci_build; `napi build` would do the same
-  # compile again in another profile. index.js and index.d.ts are generated and committed.
+  # compile again in another profile. binding.js and binding.d.ts are generated and committed.
   ci_build
   cp "$CI_TARGET/libpeerlink_node.so" bindings-node/peerlink.linux-x64-gnu.node
   (cd bindings-node && node --test test/*.test.mjs)

@@ -54,6 +54,76 @@ impl From<&peerlink::CloseReason> for CloseInfo {
     }
 }
 
+/// One end of a WebRTC candidate pair.
+#[napi(object)]
+#[derive(Debug, Clone)]
+#[allow(unreachable_pub)] // a JS type: only ever passed out
+pub struct PathCandidate {
+    /// `host`, `srflx`, `prflx` or `relay`.
+    pub candidate_type: String,
+    /// `udp` or `tcp`.
+    pub protocol: String,
+    /// The candidate's IP address (or mDNS name).
+    pub address: String,
+    /// The candidate's port.
+    pub port: u32,
+}
+
+impl From<peerlink::PathCandidate> for PathCandidate {
+    fn from(c: peerlink::PathCandidate) -> Self {
+        Self {
+            candidate_type: c.candidate_type,
+            protocol: c.protocol,
+            address: c.address,
+            port: u32::from(c.port),
+        }
+    }
+}
+
+/// Which path a connection uses and what it carried (`connection.path()`).
+#[napi(object)]
+#[derive(Debug, Clone)]
+#[allow(unreachable_pub)] // a JS type: only ever passed out
+pub struct PathReport {
+    /// The link kind (`websocket`, `webrtc`, `memory`, `relay`).
+    pub kind: String,
+    /// This side's candidate of the selected pair (WebRTC only).
+    pub local: Option<PathCandidate>,
+    /// The peer's candidate of the selected pair (WebRTC only).
+    pub remote: Option<PathCandidate>,
+    /// Latest round-trip time of the pair's ICE checks, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Bytes sent over the selected pair (0 where the transport does not count).
+    pub bytes_sent: f64,
+    /// Bytes received over the selected pair.
+    pub bytes_received: f64,
+    /// Datagrams sent over the selected pair.
+    pub packets_sent: f64,
+    /// Datagrams received over the selected pair.
+    pub packets_received: f64,
+    /// How often the selected pair changed (ICE restarts and re-nominations).
+    pub selected_pair_changes: u32,
+    /// ICE restarts this side started or asked for.
+    pub ice_restarts: u32,
+}
+
+impl From<peerlink::PathReport> for PathReport {
+    fn from(r: peerlink::PathReport) -> Self {
+        Self {
+            kind: r.kind.as_str().to_owned(),
+            local: r.local.map(PathCandidate::from),
+            remote: r.remote.map(PathCandidate::from),
+            rtt_ms: r.rtt_ms,
+            bytes_sent: r.bytes_sent as f64,
+            bytes_received: r.bytes_received as f64,
+            packets_sent: r.packets_sent as f64,
+            packets_received: r.packets_received as f64,
+            selected_pair_changes: r.selected_pair_changes,
+            ice_restarts: r.ice_restarts,
+        }
+    }
+}
+
 /// Encodes an optional JS value as MessagePack on the JS thread (`undefined` → nil).
 pub(crate) fn encode_args(env: &Env, args: Option<Unknown<'_>>) -> Result<Bytes, Failure> {
     match args {
@@ -274,6 +344,17 @@ impl Connection {
     #[napi]
     pub fn unexpose(&self, name: String) {
         self.inner.unexpose(&name);
+    }
+
+    /// The path in use: the kind always; for WebRTC the selected candidate pair
+    /// (host/srflx/prflx/relay, udp/tcp), its round-trip time and counters once ICE selected
+    /// one. After a close, only the kind.
+    #[napi(ts_return_type = "Promise<PathReport>")]
+    pub fn path(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let connection = self.inner.clone();
+        promise(&env, async move {
+            Ok(Native(PathReport::from(connection.path().await)))
+        })
     }
 
     /// Measures the round-trip time, in milliseconds.

@@ -22,7 +22,7 @@ mod webrtc;
 
 use napi_derive::napi;
 
-pub use codec::{decode_message, encode_message};
+pub use codec::{decode_message_bytes, encode_message_bytes};
 pub use compact::{CodeAnswer, CodeOffer, CodeOptions, create_code_answer, create_code_offer};
 pub use connection::{CallOptions, CloseInfo, Connection, RecvStream, SendStream};
 pub use identity::{DeviceInfo, Identity};

@@ -4,16 +4,20 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use napi::bindgen_prelude::{Function, Unknown};
 use napi::{Env, sys};
 use napi_derive::napi;
+use peerlink::core::device_message::{DEFAULT_TTL, DeliveryStatus, DeviceMessage};
 use peerlink::core::manager::{ManagerConfig, PathKind};
 use peerlink::manager::{ManagerError, ManagerEvent, UpgradeConfig};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::AbortHandle;
 
-use crate::bridge::{JsCallback, JsMsgpack, Native, call_js, promise};
-use crate::connection::{Connection, encode_args};
+use crate::bridge::{JsCallback, JsMsgpack, Native, Thrown, ToJs, call_js, promise};
+use crate::connection::{Connection, bytes_arg, encode_args};
 use crate::error::{Failure, sync_error};
 use crate::identity::Identity;
 use crate::node::Node;
@@ -157,6 +161,119 @@ fn event_info(event: ManagerEvent) -> Option<ManagerEventInfo> {
 
 type EventCallback = JsCallback<ManagerEventInfo, ManagerEventInfo>;
 
+/// Options of `manager.sendDeviceMessage(…)`.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct DeviceMessageOptions {
+    /// Hop budget (default 5, at most 255).
+    pub ttl: Option<u32>,
+}
+
+/// What `sendDeviceMessage` resolves with.
+#[napi(object)]
+#[allow(unreachable_pub)] // a JS type: only ever passed out
+pub struct DeviceMessageResult {
+    /// `'200'` delivered, `'404'` no route or no handler, `'503'` a device on the path could
+    /// not take it now, `'TTL0'` the hop budget ran out, `'rejected'` refused (bad signature,
+    /// bad fields or a duplicate).
+    pub status: String,
+    /// The relays the message passed, ending with the device that answered.
+    pub hops: Vec<String>,
+    /// The target handler's answer (empty unless delivered).
+    pub payload: napi::bindgen_prelude::Buffer,
+}
+
+/// A verified device message, as the `onDeviceMessage` handler receives it.
+#[napi(object)]
+#[allow(unreachable_pub)] // a JS type: only ever passed out to callbacks
+pub struct DeviceMessageInfo {
+    /// Unique id chosen by the sender.
+    pub device_message_id: String,
+    /// The sender's device id (its signature was checked).
+    pub from_device_id: String,
+    /// The target device id; empty for a broadcast within the group.
+    pub to_device_id: String,
+    /// The group (data context) the message belongs to.
+    pub data_context_id: String,
+    /// Hops left.
+    pub ttl: u32,
+    /// The application bytes.
+    pub payload: napi::bindgen_prelude::Buffer,
+    /// Device ids of the relays it passed, in order.
+    pub hops: Vec<String>,
+}
+
+impl From<DeviceMessage> for DeviceMessageInfo {
+    fn from(m: DeviceMessage) -> Self {
+        Self {
+            device_message_id: m.device_message_id,
+            from_device_id: m.from_device_id,
+            to_device_id: m.to_device_id,
+            data_context_id: m.data_context_id,
+            ttl: u32::from(m.ttl),
+            payload: m.payload.into(),
+            hops: m.hops,
+        }
+    }
+}
+
+type MessageCallback = JsCallback<DeviceMessage, DeviceMessageInfo>;
+
+/// The answer of a device-message handler: its bytes, or a delivery status.
+fn message_answer(env: sys::napi_env, value: sys::napi_value) -> Result<Vec<u8>, DeliveryStatus> {
+    match crate::value::byte_view(env, value) {
+        Ok(Some(bytes)) => Ok(bytes.to_vec()),
+        _ if crate::value::is_nullish(env, value) => Ok(Vec::new()),
+        _ => {
+            tracing::warn!("a device-message handler must return a Buffer, Uint8Array or nothing");
+            Err(DeliveryStatus::Unavailable)
+        }
+    }
+}
+
+/// A throw or rejection answers `404` when the error's `code` is `'404'`, else `503`.
+fn message_failure(thrown: Thrown) -> Result<Vec<u8>, DeliveryStatus> {
+    match thrown.code.as_deref() {
+        Some("404") => Err(DeliveryStatus::NotFound),
+        _ => {
+            tracing::debug!(message = %thrown.message, "a device-message handler failed");
+            Err(DeliveryStatus::Unavailable)
+        }
+    }
+}
+
+/// One device's outcome in `broadcast`: `value` when its call succeeded, else `error`.
+struct BroadcastResults(Vec<(String, Result<Bytes, Failure>)>);
+
+impl ToJs for BroadcastResults {
+    fn to_js(self, env: &Env) -> Result<sys::napi_value, Failure> {
+        use crate::value;
+        let raw = env.raw();
+        let internal = |e: value::ValueError| Failure::new("internal", e.0);
+        let array = value::array(raw).map_err(internal)?;
+        for (i, (device_id, result)) in self.0.into_iter().enumerate() {
+            let item = value::object(raw).map_err(internal)?;
+            let id = value::string(raw, &device_id).map_err(internal)?;
+            value::set_own(raw, item, "deviceId", id).map_err(internal)?;
+            match result {
+                Ok(bytes) => {
+                    let decoded = JsMsgpack(bytes).to_js(env)?;
+                    value::set_own(raw, item, "value", decoded).map_err(internal)?;
+                }
+                Err(failure) => {
+                    let error = failure.to_js(raw);
+                    if error.is_null() {
+                        return Err(Failure::new("internal", "cannot create an error"));
+                    }
+                    value::set_own(raw, item, "error", error).map_err(internal)?;
+                }
+            }
+            value::set_element(raw, array, i as u32, item).map_err(internal)?;
+        }
+        Ok(array)
+    }
+}
+
 fn ignore_result(_: sys::napi_env, _: sys::napi_value) {}
 
 fn log_failure(thrown: crate::bridge::Thrown) {
@@ -169,6 +286,8 @@ fn log_failure(thrown: crate::bridge::Thrown) {
 pub struct ConnectionManager {
     inner: peerlink::manager::ConnectionManager,
     subscriptions: Mutex<Vec<AbortHandle>>,
+    /// The JS device-message handler; emptied by `close()`.
+    message_handler: Arc<Mutex<Option<Arc<MessageCallback>>>>,
 }
 
 #[napi]
@@ -216,6 +335,7 @@ impl ConnectionManager {
         Ok(Self {
             inner,
             subscriptions: Mutex::new(Vec::new()),
+            message_handler: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -267,6 +387,119 @@ impl ConnectionManager {
                 .await
                 .map_err(manager_failure)?;
             Ok(JsMsgpack(reply))
+        })
+    }
+
+    /// Calls `name` on every current connection at once. Resolves with one entry per device,
+    /// `{ deviceId, value }` or `{ deviceId, error }` (an `Error` with a `code`); it does not
+    /// reject because one device failed.
+    #[napi(
+        ts_args_type = "name: string, args?: unknown",
+        ts_return_type = "Promise<Array<{ deviceId: string, value?: any, error?: Error & { code: string } }>>"
+    )]
+    pub fn broadcast(
+        &self,
+        env: Env,
+        name: String,
+        args: Option<Unknown<'_>>,
+    ) -> napi::Result<sys::napi_value> {
+        let body = encode_args(&env, args);
+        let manager = self.inner.clone();
+        promise(&env, async move {
+            let body = body?;
+            let devices = manager.connected_devices();
+            let calls = devices
+                .iter()
+                .map(|device| manager.call_raw(device, &name, body.clone()));
+            let results = futures_util::future::join_all(calls).await;
+            Ok(BroadcastResults(
+                devices
+                    .into_iter()
+                    .zip(results)
+                    .map(|(device, r)| (device, r.map_err(manager_failure)))
+                    .collect(),
+            ))
+        })
+    }
+
+    /// Sends a signed device message to `toDeviceId` (empty: every device of the group
+    /// `dataContextId`), relayed through other devices when there is no direct connection.
+    /// `payload` is bytes (MessagePack by convention). Resolves with the delivery status, the
+    /// hops taken and the target's answer.
+    #[napi(
+        ts_args_type = "toDeviceId: string, dataContextId: string, payload: Uint8Array, options?: DeviceMessageOptions",
+        ts_return_type = "Promise<DeviceMessageResult>"
+    )]
+    pub fn send_device_message(
+        &self,
+        env: Env,
+        to_device_id: String,
+        data_context_id: String,
+        payload: Unknown<'_>,
+        options: Option<DeviceMessageOptions>,
+    ) -> napi::Result<sys::napi_value> {
+        let payload = bytes_arg(&env, &payload);
+        let ttl = match options.and_then(|o| o.ttl) {
+            None => Ok(DEFAULT_TTL),
+            Some(ttl) => u8::try_from(ttl)
+                .map_err(|_| Failure::new("invalid_argument", "ttl must be at most 255")),
+        };
+        let manager = self.inner.clone();
+        promise(&env, async move {
+            let result = manager
+                .send_device_message_ttl(&to_device_id, &data_context_id, payload?.to_vec(), ttl?)
+                .await
+                .map_err(manager_failure)?;
+            Ok(Native(DeviceMessageResult {
+                status: result.status.code().to_owned(),
+                hops: result.hops,
+                payload: result.payload.into(),
+            }))
+        })
+    }
+
+    /// Sets the handler of device messages addressed to this device (or broadcast in one of
+    /// its groups): `handler(message)` returns the answer's bytes (or nothing). A throw or
+    /// rejection answers `'503'`, or `'404'` when the error's `code` is `'404'`. Released by
+    /// `close()`; does not keep the process alive.
+    #[napi(
+        ts_args_type = "handler: (message: DeviceMessageInfo) => Uint8Array | null | undefined | Promise<Uint8Array | null | undefined>"
+    )]
+    pub fn on_device_message(
+        &self,
+        handler: Function<'_, Unknown<'static>, Unknown<'static>>,
+    ) -> napi::Result<()> {
+        let callback: MessageCallback = handler
+            .build_threadsafe_function::<DeviceMessage>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(|ctx| Ok(DeviceMessageInfo::from(ctx.value)))?;
+        let callback = Arc::new(callback);
+        *lock(&self.message_handler) = Some(Arc::clone(&callback));
+        let slot = Arc::clone(&self.message_handler);
+        self.inner
+            .on_device_message(Arc::new(move |message: DeviceMessage| {
+                let callback = lock(&slot).clone();
+                Box::pin(async move {
+                    let Some(callback) = callback else {
+                        return Err(DeliveryStatus::NotFound);
+                    };
+                    call_js(&callback, message, message_answer, message_failure)
+                        .await
+                        .unwrap_or(Err(DeliveryStatus::NotFound))
+                })
+            }));
+        Ok(())
+    }
+
+    /// Asks every connected device which devices it reaches now (the routes device messages
+    /// take); the manager also does this after its pings.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn refresh_network_info(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let manager = self.inner.clone();
+        promise(&env, async move {
+            manager.refresh_network_info().await;
+            Ok(())
         })
     }
 
@@ -355,6 +588,7 @@ impl ConnectionManager {
         for task in std::mem::take(&mut *lock(&self.subscriptions)) {
             task.abort();
         }
+        lock(&self.message_handler).take();
         self.inner.shutdown();
         promise(&env, async { Ok(()) })
     }

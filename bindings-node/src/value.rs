@@ -724,6 +724,26 @@ pub(crate) fn object(env: sys::napi_env) -> Result<sys::napi_value, ValueError> 
     Ok(value)
 }
 
+/// A new empty array.
+pub(crate) fn array(env: sys::napi_env) -> Result<sys::napi_value, ValueError> {
+    let mut value = ptr::null_mut();
+    check(unsafe { sys::napi_create_array(env, &mut value) }, "array")?;
+    Ok(value)
+}
+
+/// Sets `array[index]`.
+pub(crate) fn set_element(
+    env: sys::napi_env,
+    array: sys::napi_value,
+    index: u32,
+    item: sys::napi_value,
+) -> Result<(), ValueError> {
+    check(
+        unsafe { sys::napi_set_element(env, array, index, item) },
+        "array element",
+    )
+}
+
 /// A JS boolean.
 pub(crate) fn boolean(env: sys::napi_env, b: bool) -> Result<sys::napi_value, ValueError> {
     let mut value = ptr::null_mut();
