@@ -151,6 +151,15 @@ impl CodeOffer {
         })
         .await
     }
+
+    /// Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+    /// `close`). Named `closeOffer` in Kotlin, where `close()` frees the handle.
+    pub async fn close(&self) {
+        let offer = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(offer) = offer {
+            task::run_infallible(async move { offer.close().await }, ()).await;
+        }
+    }
 }
 
 /// The answering side: gives `code` back to the offerer, then connects.
@@ -205,6 +214,15 @@ impl CodeAnswer {
             Ok(Arc::new(Connection::from(conn)))
         })
         .await
+    }
+
+    /// Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+    /// `close`). Named `closeAnswer` in Kotlin, where `close()` frees the handle.
+    pub async fn close(&self) {
+        let answer = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(answer) = answer {
+            task::run_infallible(async move { answer.close().await }, ()).await;
+        }
     }
 }
 

@@ -645,6 +645,12 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 public protocol CodeAnswerProtocol: AnyObject, Sendable {
     
     /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeAnswer` in Kotlin, where `close()` frees the handle.
+     */
+    func close() async 
+    
+    /**
      * The answer code to give back to the offerer.
      */
     func code()  -> String
@@ -710,6 +716,27 @@ open class CodeAnswer: CodeAnswerProtocol, @unchecked Sendable {
 
     
 
+    
+    /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeAnswer` in Kotlin, where `close()` frees the handle.
+     */
+open func close()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_codeanswer_close(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
     
     /**
      * The answer code to give back to the offerer.
@@ -798,6 +825,12 @@ public func FfiConverterTypeCodeAnswer_lower(_ value: CodeAnswer) -> UInt64 {
 public protocol CodeOfferProtocol: AnyObject, Sendable {
     
     /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeOffer` in Kotlin, where `close()` frees the handle.
+     */
+    func close() async 
+    
+    /**
      * The offer code to show (text, link, QR code or sound).
      */
     func code()  -> String
@@ -865,6 +898,27 @@ open class CodeOffer: CodeOfferProtocol, @unchecked Sendable {
 
     
 
+    
+    /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeOffer` in Kotlin, where `close()` frees the handle.
+     */
+open func close()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_codeoffer_close(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
     
     /**
      * The offer code to show (text, link, QR code or sound).
@@ -5052,10 +5106,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level() != 63799) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerlink_ffi_checksum_method_codeanswer_close() != 58603) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerlink_ffi_checksum_method_codeanswer_code() != 9131) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_codeanswer_connect() != 51308) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_codeoffer_close() != 22982) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_codeoffer_code() != 39808) {

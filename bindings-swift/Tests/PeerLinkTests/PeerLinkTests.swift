@@ -326,4 +326,43 @@ final class PeerLinkTests: XCTestCase {
         try await waitUntil("descriptors to return to \(baseline)") { openFds() <= baseline }
         try await waitUntil("Swift handlers to be released by Rust") { released.allSatisfy { $0() } }
     }
+
+    func testCompactCodesConnectWithoutAServer() async throws {
+        let alice = try makeNode("alice")
+        let bob = try makeNode("bob")
+        bob.expose(name: "reverse", handler: Handler { _, args in Data(args.reversed()) })
+        let options = CodeOptions(bindAddrs: ["127.0.0.1:0"], stunUrls: [], timeoutMs: 30_000)
+        let offer = try await createCodeOffer(options: options)
+        let offerCode = offer.code()
+        XCTAssertLessThanOrEqual(offerCode.count, 110)
+        // The link form carries the same code after '#'.
+        let answer = try await createCodeAnswer(offer: "https://lobby.example/#\(offerCode)", options: options)
+        do {
+            _ = try await createCodeAnswer(offer: answer.code(), options: options)
+            XCTFail("an answer code is not an offer")
+        } catch PeerlinkError.InvalidArgument(let code, _) {
+            XCTAssertEqual(code, "wrong_code_kind")
+        }
+        async let a = offer.connect(node: alice, answer: answer.code())
+        async let b = answer.connect(node: bob)
+        let (ca, cb) = try await (a, b)
+        XCTAssertEqual(ca.remote().publicKey, bob.publicKey())
+        XCTAssertEqual(cb.remote().publicKey, alice.publicKey())
+        XCTAssertEqual(ca.transportKind(), "webrtc")
+        let reversed = try await ca.call(name: "reverse", args: Data([1, 2]))
+        XCTAssertEqual(reversed, Data([2, 1]))
+        // After connect, closing the exchange is a no-op; an unused exchange closes its link.
+        await offer.close()
+        let unused = try await createCodeOffer(options: options)
+        await unused.close()
+        await unused.close()
+        do {
+            _ = try await unused.connect(node: alice, answer: answer.code())
+            XCTFail("connect after close")
+        } catch PeerlinkError.InvalidArgument(let code, _) {
+            XCTAssertEqual(code, "invalid_state")
+        }
+        await alice.close()
+        await bob.close()
+    }
 }

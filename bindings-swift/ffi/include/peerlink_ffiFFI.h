@@ -372,6 +372,11 @@ uint64_t uniffi_peerlink_ffi_fn_clone_codeanswer(uint64_t handle, RustCallStatus
 void uniffi_peerlink_ffi_fn_free_codeanswer(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CLOSE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CLOSE
+uint64_t uniffi_peerlink_ffi_fn_method_codeanswer_close(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CODE
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEANSWER_CODE
 RustBuffer uniffi_peerlink_ffi_fn_method_codeanswer_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -390,6 +395,11 @@ uint64_t uniffi_peerlink_ffi_fn_clone_codeoffer(uint64_t handle, RustCallStatus 
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FREE_CODEOFFER
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_FREE_CODEOFFER
 void uniffi_peerlink_ffi_fn_free_codeoffer(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEOFFER_CLOSE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEOFFER_CLOSE
+uint64_t uniffi_peerlink_ffi_fn_method_codeoffer_close(uint64_t ptr
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_FN_METHOD_CODEOFFER_CODE
@@ -1053,6 +1063,12 @@ uint16_t uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CLOSE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CLOSE
+uint16_t uniffi_peerlink_ffi_checksum_method_codeanswer_close(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CODE
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CODE
 uint16_t uniffi_peerlink_ffi_checksum_method_codeanswer_code(void
@@ -1062,6 +1078,12 @@ uint16_t uniffi_peerlink_ffi_checksum_method_codeanswer_code(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CONNECT
 #define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEANSWER_CONNECT
 uint16_t uniffi_peerlink_ffi_checksum_method_codeanswer_connect(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEOFFER_CLOSE
+#define UNIFFI_FFIDEF_UNIFFI_PEERLINK_FFI_CHECKSUM_METHOD_CODEOFFER_CLOSE
+uint16_t uniffi_peerlink_ffi_checksum_method_codeoffer_close(void
     
 );
 #endif

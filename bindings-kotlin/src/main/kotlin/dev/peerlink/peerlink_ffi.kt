@@ -770,9 +770,13 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level(
     ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_codeanswer_close(
+    ): Int
     external fun uniffi_peerlink_ffi_checksum_method_codeanswer_code(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_codeanswer_connect(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_codeoffer_close(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_codeoffer_code(
     ): Int
@@ -933,6 +937,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_peerlink_ffi_fn_free_codeanswer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_codeanswer_close(`ptr`: Long,
+    ): Long
     external fun uniffi_peerlink_ffi_fn_method_codeanswer_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_peerlink_ffi_fn_method_codeanswer_connect(`ptr`: Long,`node`: Long,
@@ -941,6 +947,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_peerlink_ffi_fn_free_codeoffer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_codeoffer_close(`ptr`: Long,
+    ): Long
     external fun uniffi_peerlink_ffi_fn_method_codeoffer_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_peerlink_ffi_fn_method_codeoffer_connect(`ptr`: Long,`node`: Long,`answer`: RustBuffer.ByValue,
@@ -1224,10 +1232,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_peerlink_ffi_checksum_method_trustpolicy_trust_level() and 0xFFFF) != 63799) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_codeanswer_close() and 0xFFFF) != 58603) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_peerlink_ffi_checksum_method_codeanswer_code() and 0xFFFF) != 9131) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_peerlink_ffi_checksum_method_codeanswer_connect() and 0xFFFF) != 51308) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_codeoffer_close() and 0xFFFF) != 22982) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_peerlink_ffi_checksum_method_codeoffer_code() and 0xFFFF) != 39808) {
@@ -2026,6 +2040,12 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
 public interface CodeAnswerInterface {
     
     /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeAnswer` in Kotlin, where `close()` frees the handle.
+     */
+    suspend fun `closeAnswer`()
+    
+    /**
      * The answer code to give back to the offerer.
      */
     fun `code`(): kotlin.String
@@ -2140,6 +2160,31 @@ open class CodeAnswer: Disposable, AutoCloseable, CodeAnswerInterface
         return uniffiRustCall() { status ->
             UniffiLib.uniffi_peerlink_ffi_fn_clone_codeanswer(handle, status)
         }
+    }
+
+    
+    /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeAnswer` in Kotlin, where `close()` frees the handle.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `closeAnswer`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_codeanswer_close(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
     }
 
     
@@ -2323,6 +2368,12 @@ public object FfiConverterTypeCodeAnswer: FfiConverter<CodeAnswer, Long> {
 public interface CodeOfferInterface {
     
     /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeOffer` in Kotlin, where `close()` frees the handle.
+     */
+    suspend fun `closeOffer`()
+    
+    /**
      * The offer code to show (text, link, QR code or sound).
      */
     fun `code`(): kotlin.String
@@ -2439,6 +2490,31 @@ open class CodeOffer: Disposable, AutoCloseable, CodeOfferInterface
         return uniffiRustCall() { status ->
             UniffiLib.uniffi_peerlink_ffi_fn_clone_codeoffer(handle, status)
         }
+    }
+
+    
+    /**
+     * Gives up: closes the link and frees its sockets (a no-op after `connect` or a second
+     * `close`). Named `closeOffer` in Kotlin, where `close()` frees the handle.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `closeOffer`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_codeoffer_close(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
     }
 
     

@@ -304,9 +304,16 @@ fun main() {
         check(a.call("reverse", byteArrayOf(1, 2)).contentEquals(byteArrayOf(2, 1))) { "call" }
         val again = expectThrows<PeerlinkException.InvalidArgument> { offer.connect(alice, answer.code()) }
         check(again.code == "invalid_state") { again.code }
+        // After connect, closing the exchange is a no-op; an unused exchange closes its link.
+        offer.closeOffer()
+        val unused = createCodeOffer(options)
+        unused.closeOffer()
+        unused.closeOffer()
+        val late = expectThrows<PeerlinkException.InvalidArgument> { unused.connect(alice, answer.code()) }
+        check(late.code == "invalid_state") { "connect after close: ${late.code}" }
         alice.shutdown()
         bob.shutdown()
-        listOf(a, b, offer, answer, alice, bob).forEach { it.destroy() }
+        listOf(a, b, offer, answer, unused, alice, bob).forEach { it.destroy() }
     }
 
     test("close without leaks: handles freed, foreign objects released, no descriptors left") {
