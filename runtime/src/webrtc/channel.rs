@@ -195,7 +195,8 @@ pub(crate) struct PacingSetup {
 /// The engine sends whatever its congestion and peer windows allow back to back and exposes
 /// neither pacing nor its loss or round-trip estimates, only the channel's unacknowledged byte
 /// count. Two things show in that count. An acknowledgement gap of [`STALL`] while bytes are
-/// outstanding is a retransmission timeout (at least 1 s in the engine), the costly kind of
+/// outstanding is a retransmission timeout (at least 200 ms in the
+/// vendored engine, `third_party/rtc-sctp`), the costly kind of
 /// loss: the window halves (once per [`STALL`] of the gap) and may not grow past half of what
 /// it was for [`CEILING_SPAN`]. And the delivery rate: until the first stall the window grows
 /// by half per epoch in which it was the limit (a peer whose advertised window matches its
