@@ -2,16 +2,13 @@
 //! binary, so the process-wide resident size is not disturbed by other tests running in
 //! parallel. The figures at scale (500 links) come from `runtime/examples/webrtc_idle.rs`.
 
+mod common;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use peerlink::webrtc::{
-    ChannelOptions, WebRtcChannel, WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcLink, WebRtcRole,
-};
-use tokio::sync::mpsc;
-use tokio::time::timeout;
+use common::{Pair, connect, exchange, reliable};
+use peerlink::webrtc::WebRtcConfig;
 
-const WAIT: Duration = Duration::from_secs(30);
 /// Links opened before the baseline: allocator arenas and process-wide state grow first.
 const WARM_UP: usize = 10;
 /// Links measured (twice as many peer connections).
@@ -22,82 +19,14 @@ const CONCURRENT: usize = 10;
 /// association, 207 KiB with that gone but the driver's event queue slots unboxed.
 const BOUND_KIB: u64 = 200;
 
-fn forward(
-    mut events: WebRtcEvents,
-    to: &WebRtcLink,
-    channels: Option<mpsc::UnboundedSender<WebRtcChannel>>,
-) {
-    let to = to.downgrade();
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            match event {
-                WebRtcEvent::Signal(signal) => {
-                    let Some(to) = to.upgrade() else { return };
-                    let _ = to.handle_signal(signal).await;
-                }
-                WebRtcEvent::Channel(ch) => {
-                    if let Some(tx) = &channels {
-                        let _ = tx.send(ch);
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-}
-
-struct Idle {
-    offerer: WebRtcLink,
-    answerer: WebRtcLink,
-    _channels: (WebRtcChannel, WebRtcChannel),
-}
-
 /// Opens a link with the default configuration and moves one message each way.
-async fn open(i: usize) -> Idle {
-    let config = WebRtcConfig::loopback();
-    let (offerer, oe) = WebRtcLink::new(config.clone(), WebRtcRole::Offerer)
-        .await
-        .expect("offerer");
-    let (answerer, ae) = WebRtcLink::new(config, WebRtcRole::Answerer)
-        .await
-        .expect("answerer");
-    let mut local = offerer
-        .create_channel("main", ChannelOptions::default())
-        .await
-        .expect("channel");
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    forward(oe, &answerer, None);
-    forward(ae, &offerer, Some(tx));
-    offerer.start().await.expect("start");
-    timeout(WAIT, local.opened())
-        .await
-        .expect("open bounded")
-        .expect("open");
-    let mut remote = timeout(WAIT, rx.recv())
-        .await
-        .expect("remote bounded")
-        .expect("remote channel");
-    let msg = Bytes::from(vec![i as u8; 1000]);
-    local.sender.send(msg.clone()).await.expect("send");
-    let got = timeout(WAIT, remote.receiver.recv())
-        .await
-        .expect("recv bounded")
-        .expect("recv");
-    assert_eq!(got, msg);
-    remote.sender.send(msg.clone()).await.expect("send back");
-    let got = timeout(WAIT, local.receiver.recv())
-        .await
-        .expect("recv bounded")
-        .expect("recv");
-    assert_eq!(got, msg);
-    Idle {
-        offerer,
-        answerer,
-        _channels: (local, remote),
-    }
+async fn open(_: usize) -> Pair {
+    let mut pair = connect(WebRtcConfig::loopback(), reliable()).await;
+    exchange(&mut pair.local[0], &mut pair.remote[0], &[1000]).await;
+    pair
 }
 
-async fn open_many(range: std::ops::Range<usize>) -> Vec<Idle> {
+async fn open_many(range: std::ops::Range<usize>) -> Vec<Pair> {
     let mut links = Vec::with_capacity(range.len());
     let mut next = range.start;
     while next < range.end {
@@ -137,8 +66,7 @@ async fn idle_links_stay_within_the_memory_bound_per_peer_connection() {
         per_pc <= BOUND_KIB,
         "{per_pc} KiB per idle peer connection (bound {BOUND_KIB} KiB)"
     );
-    for link in links.iter().chain(&warm) {
-        link.offerer.close().await;
-        link.answerer.close().await;
+    for pair in links.into_iter().chain(warm) {
+        pair.close().await;
     }
 }
