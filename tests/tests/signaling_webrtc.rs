@@ -127,6 +127,35 @@ async fn dialling_an_offline_device_fails_with_the_server_code() {
     }
 }
 
+/// Accepts every hybrid connection made to `node`; they arrive on the returned channel (a
+/// dropped receiver drops them as they come).
+fn accept_all(
+    node: &Node,
+    incoming: IncomingLinks,
+) -> tokio::sync::mpsc::UnboundedReceiver<HybridConnection> {
+    let mut acceptor = HybridAcceptor::new(node.clone(), incoming);
+    let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Keeps accepting (and attaching) until the client closes.
+        while let Some(h) = acceptor.accept().await {
+            let _ = accepted_tx.send(h);
+        }
+    });
+    accepted_rx
+}
+
+/// Dials "bob" as a hybrid connection: the relay at once, then up to `attempts` WebRTC tries.
+async fn dial_bob(dialer: &WebRtcDialer, node: &Node, attempts: u32) -> HybridConnection {
+    let config = HybridConfig {
+        retry_delay: Duration::from_millis(200),
+        max_webrtc_attempts: attempts,
+    };
+    tokio::time::timeout(BOUND, HybridConnection::dial(dialer, node, "bob", config))
+        .await
+        .expect("relay within bound")
+        .unwrap()
+}
+
 fn hybrid_dialer_config(webrtc: WebRtcConfig) -> DialerConfig {
     let mut config = DialerConfig::new(webrtc);
     config.accept_relay = true;
@@ -157,24 +186,8 @@ async fn hybrid_without_a_direct_path_stays_on_the_relay_and_moves_8_mib() {
             )))
         }),
     );
-    let mut acceptor = HybridAcceptor::new(bob.clone(), bob_incoming);
-    tokio::spawn(async move {
-        // Keeps accepting (and attaching) until the client closes.
-        while let Some(h) = acceptor.accept().await {
-            drop(h);
-        }
-    });
-    let hybrid_config = HybridConfig {
-        retry_delay: Duration::from_millis(200),
-        max_webrtc_attempts: 2,
-    };
-    let to_bob = tokio::time::timeout(
-        BOUND,
-        HybridConnection::dial(&alice_dialer, &alice, "bob", hybrid_config),
-    )
-    .await
-    .expect("relay within bound")
-    .unwrap();
+    drop(accept_all(&bob, bob_incoming));
+    let to_bob = dial_bob(&alice_dialer, &alice, 2).await;
     assert_eq!(to_bob.path(), TransportKind::Relay);
     assert_eq!(to_bob.remote().public_key, bob_id.public_key());
 
@@ -229,26 +242,10 @@ async fn hybrid_moves_to_webrtc_in_flight_calls_complete_once_and_falls_back() {
             }),
         );
     }
-    let mut acceptor = HybridAcceptor::new(bob.clone(), bob_incoming);
-    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(h) = acceptor.accept().await {
-            let _ = accepted_tx.send(h);
-        }
-    });
+    let mut accepted_rx = accept_all(&bob, bob_incoming);
 
     // Gate closed before dialling, so calls made now are in flight when the path changes.
-    let hybrid_config = HybridConfig {
-        retry_delay: Duration::from_millis(200),
-        max_webrtc_attempts: 5,
-    };
-    let to_bob = tokio::time::timeout(
-        BOUND,
-        HybridConnection::dial(&alice_dialer, &alice, "bob", hybrid_config),
-    )
-    .await
-    .expect("relay within bound")
-    .unwrap();
+    let to_bob = dial_bob(&alice_dialer, &alice, 5).await;
     let first_path = to_bob.path();
     let relay_calls: Vec<_> = (0..5u32)
         .map(|n| {
@@ -339,24 +336,8 @@ async fn hybrid_on_webrtc_keeps_working_when_the_server_and_its_relay_go() {
             }),
         );
     }
-    let mut acceptor = HybridAcceptor::new(bob.clone(), bob_incoming);
-    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(h) = acceptor.accept().await {
-            let _ = accepted_tx.send(h);
-        }
-    });
-    let hybrid_config = HybridConfig {
-        retry_delay: Duration::from_millis(200),
-        max_webrtc_attempts: 3,
-    };
-    let to_bob = tokio::time::timeout(
-        BOUND,
-        HybridConnection::dial(&alice_dialer, &alice, "bob", hybrid_config),
-    )
-    .await
-    .expect("relay within bound")
-    .unwrap();
+    let mut accepted_rx = accept_all(&bob, bob_incoming);
+    let to_bob = dial_bob(&alice_dialer, &alice, 3).await;
     assert!(to_bob.wait_for_path(TransportKind::WebRtc, BOUND).await);
     let from_bob = tokio::time::timeout(BOUND, accepted_rx.recv())
         .await
