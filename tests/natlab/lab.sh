@@ -257,6 +257,17 @@ up() {
   inns pub ip addr add 198.18.0.1/24 dev br0
   inns pub ip addr add 198.18.0.2/24 dev br0
   inns pub ip addr add 198.18.0.3/24 dev br0
+  # A default route into a sink, as any server on the internet has one: packets to the hosts'
+  # private addresses leave and are lost instead of failing in sendto(). coturn marks a relay
+  # socket for closing after any failed send, so without this the first relayed packet to a
+  # peer's host candidate (ENETUNREACH) silently ends that allocation's relaying. The sink end
+  # is local and the namespace does not forward, so it drops what arrives without an ICMP error.
+  inns pub ip link add sink0 type veth peer name sink1
+  inns pub ip addr add 198.18.255.1/30 dev sink0
+  inns pub ip addr add 198.18.255.2/30 dev sink1
+  inns pub ip link set sink0 up
+  inns pub ip link set sink1 up
+  inns pub ip route add default via 198.18.255.2 dev sink0
   # The signaling server also on TCP 443: the only port a tcp443 network lets out.
   inns pub nft -f - <<NFT
 table ip natlab {
