@@ -21,25 +21,25 @@
 #            with a symmetric NAT)
 #
 # Environment: PEERLINK, NATLAB_PEER (default target/ci/examples/natlab_peer), DELAYER (see
-# lab.sh), NATLAB_BYTES (default 8 MiB). Prints one result line per case and a summary;
-# exits non-zero when any case fails.
+# lab.sh), NATLAB_BYTES (default 8 MiB), NATLAB_ID (the lab's run id, default m<pid>; see
+# lab.sh). Prints one result line per case and a summary; exits non-zero when any case fails.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LAB=$HERE/lab.sh
 PEER=${NATLAB_PEER:-$ROOT/target/ci/examples/natlab_peer}
 BYTES=${NATLAB_BYTES:-$((8 << 20))}
-ID=m$(( $$ % 100000 ))
+ID=${NATLAB_ID:-m$(( $$ % 100000 ))}
 MODES=(cone full symmetric udpblock tcp443)
 
 [ "$(id -u)" = 0 ] || { echo "matrix: needs root"; exit 1; }
 [ -x "$PEER" ] || { echo "matrix: no peer binary at $PEER (cargo build --profile ci -p peerlink-tests --examples)"; exit 1; }
 
-# The suite's set leaves out the pairs that need TURN (symmetric:symmetric, symmetric:cone):
-# through coturn the engine's WebRTC opens only intermittently (docs/testing.md, "What the lab
-# found"); `matrix.sh symmetric:symmetric symmetric:cone:lt` runs them and fails while it does.
+# The suite's set: one pair per expected path and NAT mode, TURN with both credential kinds
+# (symmetric:symmetric with REST credentials, symmetric:cone with the long-term user).
 REPRESENTATIVE=(
   cone:cone full:symmetric symmetric:full full:cone udpblock:cone tcp443:full
+  symmetric:symmetric symmetric:cone:lt
   symmetric:symmetric:noturn cone:cone:impaired tcp443:cone:impaired
 )
 
@@ -94,8 +94,7 @@ for c in "${cases[@]}"; do
   if [ "$variant" = impaired ]; then
     "$LAB" "$ID" impair a 50 0 2 "$n"
   fi
-  # Long enough for the dialer's three WebRTC attempts (10 s each): a first attempt through
-  # TURN sometimes fails (see docs/testing.md).
+  # Long enough for the dialer's three WebRTC attempts (10 s each).
   wait=35
   out_dir=$(mktemp -d)
   timeout 170 "$LAB" "$ID" exec b "$PEER" --server "$(url_for "$mb")" --device "b$n" --room "r$n" \
