@@ -150,9 +150,8 @@ suite_interop() {
 
 # The NAT traversal lab (tests/natlab): real NAT routers (nftables) in network namespaces, two
 # coturn servers and the signaling server; the representative matrix of NAT pairs moves 8 MiB
-# per pair and checks the chosen path (direct, server relay), clean and with 50 ms delay and
-# 2 % loss. About 4 minutes; the pairs that need TURN are left out while the engine's TURN is
-# unreliable (docs/testing.md); `tests/natlab/matrix.sh --full` runs every pair. Needs root.
+# per pair and checks the chosen path (direct, TURN, server relay), clean and with 50 ms delay
+# and 2 % loss. About 4 minutes; `tests/natlab/matrix.sh --full` runs every pair. Needs root.
 suite_natlab() {
   [ "$(id -u)" = 0 ] || { echo "natlab needs root (network namespaces)"; return 1; }
   ci_build
