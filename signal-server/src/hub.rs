@@ -10,12 +10,11 @@ use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Member, Outgoing};
+use crate::protocol::{ErrorCode, Member, Outgoing, signal_head};
 use crate::queue::OutQueue;
 use crate::rate::Bucket;
 use crate::redis_backplane::Backplane;
@@ -32,8 +31,9 @@ pub(crate) enum Out {
 pub(crate) struct Client {
     pub(crate) conn_id: u64,
     pub(crate) member: Member,
+    /// The start of every signal this client sends (see [`signal_head`]).
+    pub(crate) signal_head: Box<str>,
     pub(crate) queue: OutQueue,
-    kick: AtomicWaker,
     kick_code: AtomicUsize,
 }
 
@@ -43,9 +43,9 @@ impl Client {
     pub(crate) fn new(conn_id: u64, member: Member, queue_capacity: usize) -> Self {
         Self {
             conn_id,
+            signal_head: signal_head(&member),
             member,
             queue: OutQueue::new(queue_capacity),
-            kick: AtomicWaker::new(),
             kick_code: AtomicUsize::new(NO_KICK),
         }
     }
@@ -58,23 +58,35 @@ impl Client {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.kick.wake();
+        self.queue.wake();
     }
 
-    /// Ready with the reason once [`Client::kick`] was called; polled by the client's session
-    /// on every wake-up, so it costs an atomic load, no lock.
-    pub(crate) fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<ErrorCode> {
-        self.kick.register(cx.waker());
+    /// Whether [`Client::kick`] was called: a kicked client is on its way out and no longer
+    /// a target for new messages.
+    pub(crate) fn is_kicked(&self) -> bool {
+        self.kick_code.load(Ordering::Acquire) != NO_KICK
+    }
+
+    /// What the client's session does next: ready with the reason once [`Client::kick`] was
+    /// called, else as [`OutQueue::poll_recv`]. One waker registration covers both (a kick
+    /// wakes the queue's consumer), so waiting costs the session one atomic registration and
+    /// one atomic load per wake-up, no lock.
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut std::collections::VecDeque<Out>,
+    ) -> Poll<Result<bool, ErrorCode>> {
+        // Registers the waker before the kick is checked, so a kick in between still wakes.
+        let queued = self.queue.poll_recv(cx, batch);
         let index = self.kick_code.load(Ordering::Acquire);
-        if index == NO_KICK {
-            return Poll::Pending;
-        }
-        Poll::Ready(
-            ErrorCode::ALL
+        if index != NO_KICK {
+            batch.clear();
+            return Poll::Ready(Err(ErrorCode::ALL
                 .get(index)
                 .copied()
-                .unwrap_or(ErrorCode::Internal),
-        )
+                .unwrap_or(ErrorCode::Internal)));
+        }
+        queued.map(Ok)
     }
 
     /// Queues presence or control text; a client whose queue is full is too slow to stay.
@@ -92,6 +104,13 @@ struct IpEntry {
 
 const IP_SHARDS: usize = 16;
 
+/// Shards of the device map (a power of two): a lookup locks one shard, so sessions on
+/// different worker threads seldom meet on a lock.
+const CLIENT_SHARDS: usize = 64;
+
+/// Locally connected clients by device id, in one shard.
+type ClientShard = HashMap<Arc<str>, Arc<Client>>;
+
 /// Local members of one room, by device id.
 type RoomMembers = HashMap<Arc<str>, Arc<Client>>;
 
@@ -99,7 +118,7 @@ type RoomMembers = HashMap<Arc<str>, Arc<Client>>;
 pub(crate) struct Hub {
     pub(crate) config: ServerConfig,
     pub(crate) metrics: Arc<Metrics>,
-    clients: Mutex<HashMap<Arc<str>, Arc<Client>>>,
+    clients: [Mutex<ClientShard>; CLIENT_SHARDS],
     rooms: Mutex<HashMap<Arc<str>, RoomMembers>>,
     ips: [Mutex<HashMap<IpAddr, IpEntry>>; IP_SHARDS],
     next_conn: std::sync::atomic::AtomicU64,
@@ -151,7 +170,7 @@ impl Hub {
         Self {
             config,
             metrics,
-            clients: Mutex::new(HashMap::new()),
+            clients: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             rooms: Mutex::new(HashMap::new()),
             ips: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             next_conn: std::sync::atomic::AtomicU64::new(1),
@@ -162,6 +181,15 @@ impl Hub {
 
     pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The shard of the device map that holds `device_id` (FNV-1a over its bytes).
+    fn client_shard(&self, device_id: &str) -> &Mutex<ClientShard> {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in device_id.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        &self.clients[h as usize & (CLIENT_SHARDS - 1)]
     }
 
     fn ip_shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, IpEntry>> {
@@ -207,12 +235,13 @@ impl Hub {
     /// key is replaced; one with a different key keeps the id.
     pub(crate) async fn register(&self, client: &Arc<Client>) -> Result<(), ErrorCode> {
         let device: Arc<str> = Arc::from(client.member.device_id.as_str());
-        let taken = |clients: &HashMap<Arc<str>, Arc<Client>>| {
+        let shard = self.client_shard(&device);
+        let taken = |clients: &ClientShard| {
             clients
                 .get(&device)
                 .is_some_and(|old| old.member.public_key != client.member.public_key)
         };
-        if taken(&lock(&self.clients)) {
+        if taken(&lock(shard)) {
             return Err(ErrorCode::DeviceIdTaken);
         }
         // The shared registry decides first, so a refusal leaves no local trace.
@@ -220,7 +249,7 @@ impl Hub {
             bp.register(client).await?;
         }
         let replaced = {
-            let mut clients = lock(&self.clients);
+            let mut clients = lock(shard);
             if taken(&clients) {
                 return Err(ErrorCode::DeviceIdTaken);
             }
@@ -235,8 +264,8 @@ impl Hub {
     /// Removes a client, if it is still the registered connection of its device.
     pub(crate) async fn unregister(&self, client: &Arc<Client>) {
         let removed = {
-            let mut clients = lock(&self.clients);
             let key = client.member.device_id.as_str();
+            let mut clients = lock(self.client_shard(key));
             if clients
                 .get(key)
                 .is_some_and(|c| c.conn_id == client.conn_id)
@@ -254,7 +283,7 @@ impl Hub {
 
     /// The locally connected client of `device_id`.
     pub(crate) fn local(&self, device_id: &str) -> Option<Arc<Client>> {
-        lock(&self.clients).get(device_id).cloned()
+        lock(self.client_shard(device_id)).get(device_id).cloned()
     }
 
     /// Finds where `device_id` is connected.

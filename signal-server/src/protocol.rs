@@ -364,21 +364,13 @@ impl Outgoing<'_> {
     }
 }
 
-/// The relayed `signal` for `data` from `from`: the same text as serialising
-/// [`Outgoing::Signal`], built into one allocation of the right size (this is the hot path of
-/// the relay; `data` is copied as received, never re-serialised).
-pub(crate) fn signal_text(from: &Member, data: &RawValue) -> String {
-    const HEAD: &str = r#"{"type":"signal","from":"#;
-    let data = data.get();
-    let mut out = Vec::with_capacity(
-        HEAD.len()
-            + 48
-            + from.device_id.len()
-            + from.user_id.len()
-            + from.public_key.len()
-            + data.len(),
-    );
-    out.extend_from_slice(HEAD.as_bytes());
+/// Everything of a relayed `signal` from `from` that comes before its `data`: the server's
+/// stamp of the sender. Built once per authenticated connection, so relaying a signal copies
+/// it and the client's `data` and serialises nothing.
+pub(crate) fn signal_head(from: &Member) -> Box<str> {
+    let mut out =
+        Vec::with_capacity(64 + from.device_id.len() + from.user_id.len() + from.public_key.len());
+    out.extend_from_slice(br#"{"type":"signal","from":"#);
     // Writing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, &from.device_id);
     out.extend_from_slice(br#","fromUserId":"#);
@@ -386,10 +378,22 @@ pub(crate) fn signal_text(from: &Member, data: &RawValue) -> String {
     out.extend_from_slice(br#","fromPublicKey":"#);
     let _ = serde_json::to_writer(&mut out, &from.public_key);
     out.extend_from_slice(br#","data":"#);
-    out.extend_from_slice(data.as_bytes());
-    out.push(b'}');
-    // Only UTF-8 went in: JSON-escaped strings and the text of a parsed `RawValue`.
-    String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned())
+    // Only UTF-8 went in: JSON-escaped strings.
+    String::from_utf8(out)
+        .unwrap_or_else(|_| r#"{"type":"signal","data":"#.to_owned())
+        .into_boxed_str()
+}
+
+/// The relayed `signal` for `data` under `head` (from [`signal_head`]): the same text as
+/// serialising [`Outgoing::Signal`], built into one allocation of the right size (this is the
+/// hot path of the relay; `data` is copied as received, never re-serialised).
+pub(crate) fn signal_text(head: &str, data: &RawValue) -> String {
+    let data = data.get();
+    let mut out = String::with_capacity(head.len() + data.len() + 1);
+    out.push_str(head);
+    out.push_str(data);
+    out.push('}');
+    out
 }
 
 /// Limits announced in the challenge so that clients can size what they send.
@@ -480,7 +484,7 @@ mod tests {
                 data: &data,
             }
             .to_text();
-            let text = signal_text(&from, &data);
+            let text = signal_text(&signal_head(&from), &data);
             assert_eq!(text, expected);
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v["from"], device_id);

@@ -20,8 +20,8 @@ use crate::hub::Out;
 pub(crate) enum TrySend {
     /// The queue holds its capacity (the message is handed back).
     Full(Out),
-    /// The receiving session has ended.
-    Closed,
+    /// The receiving session has ended (the message is handed back).
+    Closed(Out),
 }
 
 #[derive(Debug, Default)]
@@ -63,7 +63,7 @@ impl OutQueue {
         {
             let mut inner = self.lock();
             if inner.closed {
-                return Err(TrySend::Closed);
+                return Err(TrySend::Closed(out));
             }
             if inner.items.len() >= self.capacity {
                 return Err(TrySend::Full(out));
@@ -72,6 +72,11 @@ impl OutQueue {
         }
         self.ready.wake();
         Ok(())
+    }
+
+    /// Wakes the consumer without queueing anything (it then looks at what else changed).
+    pub(crate) fn wake(&self) {
+        self.ready.wake();
     }
 
     /// Moves everything queued into `batch` (which must be empty): ready with true when
@@ -208,7 +213,7 @@ mod tests {
         assert!(first);
         assert_eq!(got, ["x"]);
         assert!(!second);
-        assert!(matches!(q.try_send(text("y")), Err(TrySend::Closed)));
+        assert!(matches!(q.try_send(text("y")), Err(TrySend::Closed(_))));
     }
 
     #[tokio::test]

@@ -50,6 +50,18 @@ enum Flow {
     Close(ErrorCode),
 }
 
+/// Why [`Session::queue_local`] did not queue a message.
+enum LocalSend {
+    /// The device has no connection on this instance (the message is handed back).
+    NotLocal(Out),
+    /// The target's queue is full (the message and the target are handed back).
+    Full(Out, Arc<Client>),
+    /// The target's connection has just ended.
+    Closed,
+    /// Routing elsewhere failed with this error.
+    Failed(ErrorCode),
+}
+
 struct Session<S> {
     hub: Arc<Hub>,
     socket: S,
@@ -57,6 +69,9 @@ struct Session<S> {
     host: Option<String>,
     challenge: [u8; CHALLENGE_LEN],
     client: Option<Arc<Client>>,
+    /// The local client this session last sent to: a client signals one peer many times in a
+    /// row (offer, answer, candidates), and reusing the handle skips the device map.
+    target: Option<Arc<Client>>,
     rooms: Vec<String>,
     bucket: Bucket,
     relay_bucket: Bucket,
@@ -92,6 +107,7 @@ where
         host,
         challenge,
         client: None,
+        target: None,
         rooms: Vec::new(),
         strikes: 0,
         last_heard: tokio::time::Instant::now(),
@@ -236,10 +252,14 @@ where
                     Box::pin(self.shutdown()).await;
                     return;
                 }
-                code = std::future::poll_fn(|cx| match &client {
-                    Some(c) => c.poll_kicked(cx),
+                next = std::future::poll_fn(|cx| match &client {
+                    Some(c) => c.poll_next(cx, &mut batch),
                     None => Poll::Pending,
-                }) => Flow::Close(code),
+                }) => match next {
+                    Ok(true) => self.write_batch(&mut batch).await,
+                    Ok(false) => Flow::Close(ErrorCode::Internal),
+                    Err(code) => Flow::Close(code),
+                },
                 room = async {
                     match pending.as_ref() {
                         Some(p) => {
@@ -251,14 +271,6 @@ where
                 } => match pending.take() {
                     Some(forward) => Box::pin(self.retry_forward(room.is_ok(), forward, &mut pending)).await,
                     None => Flow::Continue,
-                },
-                open = std::future::poll_fn(|cx| match &client {
-                    Some(c) => c.queue.poll_recv(cx, &mut batch),
-                    None => Poll::Pending,
-                }) => if open {
-                    self.write_batch(&mut batch).await
-                } else {
-                    Flow::Close(ErrorCode::Internal)
                 },
                 _ = async {
                     match paused {
@@ -390,7 +402,7 @@ where
                 *pending = Some(PendingForward { frame, ..forward });
                 Flow::Continue
             }
-            Err(TrySend::Closed) => {
+            Err(TrySend::Closed(_)) => {
                 self.reject(ErrorCode::TargetOffline, None, Some(&forward.target))
                     .await
             }
@@ -562,24 +574,13 @@ where
                 if !valid_id(to) {
                     return self.reject(ErrorCode::InvalidMessage, m.id, None).await;
                 }
-                let text = signal_text(&client.member, data);
-                let route = match self.hub.local(to) {
-                    Some(target) => Ok(Route::Local(target)),
-                    None => Box::pin(self.hub.route(to)).await,
-                };
-                let delivered = match route {
-                    Ok(Route::Local(target)) => {
-                        match target.queue.try_send(Out::Text(Utf8Bytes::from(text))) {
-                            Ok(()) => Ok(()),
-                            Err(TrySend::Full(_)) => Err(ErrorCode::TargetBusy),
-                            Err(TrySend::Closed) => Err(ErrorCode::TargetOffline),
-                        }
-                    }
-                    Ok(Route::Remote(instance)) => match &self.hub.backplane {
-                        Some(bp) => Box::pin(bp.forward_text(&instance, to, &text)).await,
-                        None => Err(ErrorCode::TargetOffline),
-                    },
-                    Err(code) => Err(code),
+                let out = Out::Text(Utf8Bytes::from(signal_text(&client.signal_head, data)));
+                let delivered = match self.queue_local(to, out) {
+                    Ok(()) => Ok(()),
+                    Err(LocalSend::Full(..)) => Err(ErrorCode::TargetBusy),
+                    Err(LocalSend::Closed) => Err(ErrorCode::TargetOffline),
+                    Err(LocalSend::Failed(code)) => Err(code),
+                    Err(LocalSend::NotLocal(out)) => Box::pin(self.route_signal(to, out)).await,
                 };
                 match delivered {
                     Ok(()) => {
@@ -616,6 +617,85 @@ where
         }
     }
 
+    /// Queues `out` for `device`'s connection on this instance. The session's last target is
+    /// reused while it is still a live connection of that device (not kicked, queue open);
+    /// otherwise the device map is asked, and the answer kept for the next message.
+    fn queue_local(&mut self, device: &str, out: Out) -> Result<(), LocalSend> {
+        let mut out = out;
+        if let Some(target) = self
+            .target
+            .as_ref()
+            .filter(|t| t.member.device_id == device && !t.is_kicked())
+        {
+            match target.queue.try_send(out) {
+                Ok(()) => return Ok(()),
+                Err(TrySend::Full(o)) => return Err(LocalSend::Full(o, Arc::clone(target))),
+                // That connection ended; the device may have a newer one.
+                Err(TrySend::Closed(o)) => out = o,
+            }
+        }
+        self.target = None;
+        let Some(target) = self.hub.local(device) else {
+            return Err(LocalSend::NotLocal(out));
+        };
+        match target.queue.try_send(out) {
+            Ok(()) => {
+                self.target = Some(target);
+                Ok(())
+            }
+            Err(TrySend::Full(o)) => {
+                self.target = Some(Arc::clone(&target));
+                Err(LocalSend::Full(o, target))
+            }
+            Err(TrySend::Closed(_)) => Err(LocalSend::Closed),
+        }
+    }
+
+    /// Delivers a signal for a device not connected here: through Redis to its instance, or
+    /// locally should it have connected meanwhile.
+    async fn route_signal(&mut self, to: &str, out: Out) -> Result<(), ErrorCode> {
+        match self.hub.route(to).await? {
+            Route::Local(target) => match target.queue.try_send(out) {
+                Ok(()) => Ok(()),
+                Err(TrySend::Full(_)) => Err(ErrorCode::TargetBusy),
+                Err(TrySend::Closed(_)) => Err(ErrorCode::TargetOffline),
+            },
+            Route::Remote(instance) => match (&self.hub.backplane, &out) {
+                (Some(bp), Out::Text(text)) => bp.forward_text(&instance, to, text.as_str()).await,
+                _ => Err(ErrorCode::TargetOffline),
+            },
+        }
+    }
+
+    /// Delivers a relay frame for a device not connected here, as [`Session::route_signal`].
+    async fn route_frame(&mut self, to: &str, out: Out) -> Result<(), LocalSend> {
+        let code = match self.hub.route(to).await {
+            Ok(Route::Local(dest)) => {
+                return match dest.queue.try_send(out) {
+                    Ok(()) => Ok(()),
+                    Err(TrySend::Full(o)) => Err(LocalSend::Full(o, dest)),
+                    Err(TrySend::Closed(_)) => Err(LocalSend::Closed),
+                };
+            }
+            Ok(Route::Remote(instance)) => {
+                let (Some(bp), Some(client), Out::Binary(frame)) =
+                    (&self.hub.backplane, &self.client, &out)
+                else {
+                    return Err(LocalSend::Failed(ErrorCode::TargetOffline));
+                };
+                match bp
+                    .forward_binary(&instance, to, &client.member.device_id, frame)
+                    .await
+                {
+                    Ok(()) => return Ok(()),
+                    Err(code) => code,
+                }
+            }
+            Err(code) => code,
+        };
+        Err(LocalSend::Failed(code))
+    }
+
     async fn reply(&mut self, text: String) -> Flow {
         if self.write_text(text).await {
             Flow::Continue
@@ -646,45 +726,26 @@ where
         }
         let out_frame = relay_frame(&client.member.device_id, &payload);
         let payload_len = payload.len() as u64;
-        let route = match self.hub.local(&target) {
-            Some(dest) => Ok(Route::Local(dest)),
-            None => Box::pin(self.hub.route(&target)).await,
+        let queued = match self.queue_local(&target, Out::Binary(out_frame)) {
+            Err(LocalSend::NotLocal(out)) => Box::pin(self.route_frame(&target, out)).await,
+            other => other,
         };
-        match route {
-            Ok(Route::Local(dest)) => match dest.queue.try_send(Out::Binary(out_frame)) {
-                Ok(()) => {}
-                Err(TrySend::Full(out)) => {
-                    *pending = Some(PendingForward {
-                        dest,
-                        frame: out,
-                        target,
-                        deadline: tokio::time::Instant::now() + self.hub.config.write_timeout,
-                    });
-                }
-                Err(TrySend::Closed) => {
-                    return self
-                        .reject(ErrorCode::TargetOffline, None, Some(&target))
-                        .await;
-                }
-            },
-            Ok(Route::Remote(instance)) => {
-                let sent = match &self.hub.backplane {
-                    Some(bp) => {
-                        Box::pin(bp.forward_binary(
-                            &instance,
-                            &target,
-                            &client.member.device_id,
-                            &out_frame,
-                        ))
-                        .await
-                    }
-                    None => Err(ErrorCode::TargetOffline),
-                };
-                if let Err(code) = sent {
-                    return self.reject(code, None, Some(&target)).await;
-                }
+        match queued {
+            Ok(()) => {}
+            Err(LocalSend::Full(frame, dest)) => {
+                *pending = Some(PendingForward {
+                    dest,
+                    frame,
+                    target,
+                    deadline: tokio::time::Instant::now() + self.hub.config.write_timeout,
+                });
             }
-            Err(code) => return self.reject(code, None, Some(&target)).await,
+            Err(LocalSend::Closed | LocalSend::NotLocal(_)) => {
+                return self
+                    .reject(ErrorCode::TargetOffline, None, Some(&target))
+                    .await;
+            }
+            Err(LocalSend::Failed(code)) => return self.reject(code, None, Some(&target)).await,
         }
         Metrics::inc(&self.hub.metrics.relay_frames);
         Metrics::add(&self.hub.metrics.relay_bytes, payload_len);

@@ -170,6 +170,52 @@ async fn authenticated_clients_meet_in_a_room_and_exchange_signals() {
     );
 }
 
+/// Next `signal`, skipping presence events and pings.
+async fn next_signal(c: &mut TestClient) -> Value {
+    loop {
+        let m = c.json().await;
+        if m["type"] == "signal" {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn signals_follow_a_device_to_its_newest_connection() {
+    let (hub, _stop) = hub(ServerConfig::default());
+    let mut a = TestClient::connect(&hub);
+    let mut b = TestClient::connect(&hub);
+    a.auth(&identity(1), "dev-a").await;
+    b.auth(&identity(2), "dev-b").await;
+    a.send(json!({"type": "signal", "to": "dev-b", "id": 3, "data": {"n": 1}}));
+    assert_eq!(a.json().await, json!({"type": "ok", "re": 3}));
+    assert_eq!(next_signal(&mut b).await["data"], json!({"n": 1}));
+
+    // A newer connection of the same device replaces the one `a` last sent to.
+    let mut b2 = TestClient::connect(&hub);
+    assert_eq!(b2.auth(&identity(2), "dev-b").await["type"], "welcome");
+    a.send(json!({"type": "signal", "to": "dev-b", "id": 4, "data": {"n": 2}}));
+    assert_eq!(a.json().await, json!({"type": "ok", "re": 4}));
+    assert_eq!(next_signal(&mut b2).await["data"], json!({"n": 2}));
+
+    // That connection ends, and the device comes back on another one.
+    drop(b2);
+    for _ in 0..500 {
+        if hub.local("dev-b").is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(hub.local("dev-b").is_none(), "dev-b still registered");
+    a.send(json!({"type": "signal", "to": "dev-b", "id": 5, "data": {"n": 3}}));
+    assert_eq!(a.json().await["code"], "target_offline");
+    let mut b3 = TestClient::connect(&hub);
+    assert_eq!(b3.auth(&identity(2), "dev-b").await["type"], "welcome");
+    a.send(json!({"type": "signal", "to": "dev-b", "id": 6, "data": {"n": 4}}));
+    assert_eq!(a.json().await, json!({"type": "ok", "re": 6}));
+    assert_eq!(next_signal(&mut b3).await["data"], json!({"n": 4}));
+}
+
 #[tokio::test]
 async fn relay_frames_carry_the_sender_id() {
     let (hub, _stop) = hub(ServerConfig::default());
