@@ -13,6 +13,11 @@
 //!   signal;
 //! - `rate`: p50/p99/max latency from send to receipt at a fixed total signal rate.
 //!
+//! Saturation and rate lines also carry the CPU the server and the generator used over the
+//! window (`server_cpu`, `load_cpu`, in cores). The generator is one thread with a minimal
+//! WebSocket client of its own (see [`Conn`]), so that it costs less per signal than the
+//! servers it measures and can drive them from one core.
+//!
 //! Everything stays on loopback. `bench/signaling/run.sh` runs both servers side by side.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -21,17 +26,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use futures_util::{FutureExt as _, SinkExt, StreamExt};
+use futures_util::StreamExt;
 use peerlink_core::identity::Identity;
 use peerlink_signal_server::protocol::auth_message;
 use peerlink_signal_server::{Rate, Server, ServerConfig};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-type Ws = WebSocketStream<TcpStream>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Time allowed for one client's connect and login.
@@ -116,12 +118,18 @@ struct LoadArgs {
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     match args.cmd {
-        Cmd::Server { listen } => rt.block_on(serve(&listen)),
-        Cmd::Load(load) => rt.block_on(run_load(load)),
+        // One worker per CPU the process may run on (`taskset` limits it).
+        Cmd::Server { listen } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(&listen)),
+        // The generator is one thread: no work stealing or cross-thread wake-ups, and its
+        // CPU use is one number that tells whether it kept up.
+        Cmd::Load(load) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_load(load)),
     }
 }
 
@@ -173,35 +181,205 @@ fn source(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 1, 0, host))
 }
 
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(16 << 10)
+/// Read buffer of one client; grown only for a frame larger than it.
+const READ_BUFFER: usize = 4096;
+
+/// One client connection: a minimal WebSocket client over a plain TCP stream. Frames are
+/// parsed in place from one read buffer, and everything a client sends in one turn is framed
+/// into one write buffer and written with one system call, so the generator spends little
+/// per signal next to the server it measures. Client frames carry the all-zero mask key
+/// (RFC 6455 requires a mask; a zero key leaves the payload as is, so nothing is copied).
+struct Conn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    /// Unparsed bytes are `rbuf[rpos..rlen]`.
+    rpos: usize,
+    rlen: usize,
+    wbuf: Vec<u8>,
+}
+
+/// WebSocket opcodes the generator handles.
+const OP_TEXT: u8 = 0x1;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Appends one masked (zero key), unfragmented client frame.
+fn push_frame(w: &mut Vec<u8>, op: u8, payload: &[u8]) {
+    w.push(0x80 | op);
+    let n = payload.len();
+    if n < 126 {
+        // n < 126: fits the 7-bit length.
+        w.push(0x80 | n as u8);
+    } else if let Ok(n16) = u16::try_from(n) {
+        w.push(0x80 | 126);
+        w.extend_from_slice(&n16.to_be_bytes());
+    } else {
+        w.push(0x80 | 127);
+        w.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    w.extend_from_slice(&[0, 0, 0, 0]);
+    w.extend_from_slice(payload);
+}
+
+/// Header length and payload length of the first complete frame in `buf`, if there is one.
+fn frame_at(buf: &[u8]) -> Option<(usize, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let masked = buf[1] & 0x80 != 0;
+    let (len, mut head) = match buf[1] & 0x7f {
+        126 => (
+            usize::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
+            4,
+        ),
+        127 => (
+            usize::try_from(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)).ok()?,
+            10,
+        ),
+        n => (usize::from(n), 2),
+    };
+    if masked {
+        head += 4;
+    }
+    (buf.len() >= head + len).then_some((head, len))
+}
+
+impl Conn {
+    /// Connects from `source`, performs the WebSocket upgrade for `path` and returns the
+    /// connection with anything the server sent after the upgrade already buffered.
+    async fn open(source: IpAddr, addr: SocketAddr, path: &str) -> Result<Self, BoxError> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            rbuf: vec![0; READ_BUFFER],
+            rpos: 0,
+            rlen: 0,
+            wbuf: Vec::with_capacity(256),
+        };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        conn.stream.write_all(request.as_bytes()).await?;
+        // Bounded by the buffer: a response head larger than it is an error.
+        let end = loop {
+            let head = &conn.rbuf[..conn.rlen];
+            if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if conn.rlen == conn.rbuf.len() {
+                return Err("upgrade response too large".into());
+            }
+            conn.read_more().await?;
+        };
+        if !conn.rbuf.starts_with(b"HTTP/1.1 101") {
+            let head = String::from_utf8_lossy(&conn.rbuf[..end]).into_owned();
+            return Err(format!("upgrade refused: {head}").into());
+        }
+        conn.rpos = end;
+        Ok(conn)
+    }
+
+    /// Reads at least one more byte into the buffer (compacting it first).
+    async fn read_more(&mut self) -> Result<(), BoxError> {
+        if self.rpos > 0 {
+            self.rbuf.copy_within(self.rpos..self.rlen, 0);
+            self.rlen -= self.rpos;
+            self.rpos = 0;
+        }
+        if self.rlen == self.rbuf.len() {
+            let grown = self.rbuf.len() * 2;
+            self.rbuf.resize(grown, 0);
+        }
+        let n = self.stream.read(&mut self.rbuf[self.rlen..]).await?;
+        if n == 0 {
+            return Err("connection ended".into());
+        }
+        self.rlen += n;
+        Ok(())
+    }
+
+    /// The next complete frame: its opcode and where its payload is in `rbuf` (valid until
+    /// the next read).
+    fn next_frame(&mut self) -> Option<(u8, std::ops::Range<usize>)> {
+        let (head, len) = frame_at(&self.rbuf[self.rpos..self.rlen])?;
+        let op = self.rbuf[self.rpos] & 0x0f;
+        let start = self.rpos + head;
+        self.rpos = start + len;
+        Some((op, start..start + len))
+    }
+
+    fn push_text(&mut self, text: &str) {
+        push_frame(&mut self.wbuf, OP_TEXT, text.as_bytes());
+    }
+
+    /// Writes everything framed so far.
+    async fn flush(&mut self) -> Result<(), BoxError> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// The next text message, parsed; answers pings on the way.
+    async fn next_json(&mut self) -> Result<Value, BoxError> {
+        // Bounded by the caller's timeout.
+        loop {
+            while let Some((op, range)) = self.next_frame() {
+                match op {
+                    OP_TEXT => return Ok(serde_json::from_slice(&self.rbuf[range])?),
+                    OP_CLOSE => return Err("closed by the server".into()),
+                    OP_PING => {
+                        push_frame(&mut self.wbuf, OP_PONG, &self.rbuf[range]);
+                        self.flush().await?;
+                    }
+                    _ => {}
+                }
+            }
+            self.read_more().await?;
+        }
+    }
+
+    /// Sends a close frame and waits (bounded) for the server to end the connection.
+    async fn close(mut self) {
+        push_frame(&mut self.wbuf, OP_CLOSE, &1000u16.to_be_bytes());
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            self.flush().await?;
+            // Bounded by the timeout.
+            loop {
+                self.rpos = self.rlen;
+                self.read_more().await?;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), BoxError>(())
+        })
+        .await;
+    }
 }
 
 /// Opens client `i`'s connection and logs in: peerlink authenticates and joins room
 /// `r<i / room_size>`; peerjs registers id `d<i>`.
-async fn login(kind: Kind, addr: SocketAddr, i: usize, room_size: usize) -> Result<Ws, BoxError> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source(i), 0))?;
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
+async fn login(kind: Kind, addr: SocketAddr, i: usize, room_size: usize) -> Result<Conn, BoxError> {
     let host = addr.to_string();
-    let url = match kind {
-        Kind::Peerlink => format!("ws://{host}/ws"),
-        Kind::Peerjs => format!("ws://{host}/peerjs?key=peerjs&id=d{i}&token=t{i}"),
+    let path = match kind {
+        Kind::Peerlink => "/ws".to_owned(),
+        Kind::Peerjs => format!("/peerjs?key=peerjs&id=d{i}&token=t{i}"),
     };
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())).await?;
+    let mut ws = Conn::open(source(i), addr, &path).await?;
     match kind {
         Kind::Peerjs => {
-            let open = next_json(&mut ws).await?;
+            let open = ws.next_json().await?;
             if open["type"] != "OPEN" {
                 return Err(format!("peerjs refused: {open}").into());
             }
         }
         Kind::Peerlink => {
-            let challenge = next_json(&mut ws).await?;
+            let challenge = ws.next_json().await?;
             let challenge = base64::engine::general_purpose::STANDARD
                 .decode(challenge["challenge"].as_str().ok_or("no challenge")?)?;
             let mut seed = [0u8; 32];
@@ -215,16 +393,18 @@ async fn login(kind: Kind, addr: SocketAddr, i: usize, room_size: usize) -> Resu
                 "deviceId": device, "userId": "bench", "host": host,
                 "signature": sig.to_base64(),
             });
-            ws.send(Message::Text(auth.to_string().into())).await?;
-            let welcome = next_json(&mut ws).await?;
+            ws.push_text(&auth.to_string());
+            ws.flush().await?;
+            let welcome = ws.next_json().await?;
             if welcome["type"] != "welcome" {
                 return Err(format!("auth refused: {welcome}").into());
             }
             let join = format!(r#"{{"type":"join","room":"r{}","id":2}}"#, i / room_size);
-            ws.send(Message::Text(join.into())).await?;
+            ws.push_text(&join);
+            ws.flush().await?;
             // Presence events of earlier members may come first; bounded by the login timeout.
             loop {
-                let m = next_json(&mut ws).await?;
+                let m = ws.next_json().await?;
                 if m["type"] == "members" {
                     break;
                 }
@@ -237,21 +417,9 @@ async fn login(kind: Kind, addr: SocketAddr, i: usize, room_size: usize) -> Resu
     Ok(ws)
 }
 
-async fn next_json(ws: &mut Ws) -> Result<Value, BoxError> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
-            Some(Ok(Message::Close(f))) => return Err(format!("closed: {f:?}").into()),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err("connection ended".into()),
-        }
-    }
-}
-
 /// Logs in clients `0..n`; returns the connections that made it (index, socket).
-async fn login_all(kind: Kind, addr: SocketAddr, n: usize, room_size: usize) -> Vec<(usize, Ws)> {
-    let results: Vec<(usize, Result<Ws, BoxError>)> = futures_util::stream::iter(0..n)
+async fn login_all(kind: Kind, addr: SocketAddr, n: usize, room_size: usize) -> Vec<(usize, Conn)> {
+    let results: Vec<(usize, Result<Conn, BoxError>)> = futures_util::stream::iter(0..n)
         .map(|i| async move {
             let r = tokio::time::timeout(LOGIN_TIMEOUT, login(kind, addr, i, room_size)).await;
             (i, r.unwrap_or_else(|_| Err("login timed out".into())))
@@ -280,22 +448,52 @@ async fn login_all(kind: Kind, addr: SocketAddr, n: usize, room_size: usize) -> 
     ok
 }
 
-fn signal_text(kind: Kind, to: usize, t: u64) -> String {
-    match kind {
-        Kind::Peerlink => {
-            format!(r#"{{"type":"signal","to":"d{to}","data":{{"t":{t},"candidate":"{PAD}"}}}}"#)
+/// A client's signal to its partner, framed straight into the write buffer: the text around
+/// the timestamp is built once per client.
+struct SignalFrame {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl SignalFrame {
+    fn new(kind: Kind, to: usize) -> Self {
+        let head = match kind {
+            Kind::Peerlink => format!(r#"{{"type":"signal","to":"d{to}","data":{{"t":"#),
+            Kind::Peerjs => format!(r#"{{"type":"CANDIDATE","dst":"d{to}","payload":{{"t":"#),
+        };
+        let tail = format!(r#","candidate":"{PAD}"}}}}"#);
+        Self {
+            head: head.into_bytes(),
+            tail: tail.into_bytes(),
+            scratch: Vec::with_capacity(256),
         }
-        Kind::Peerjs => format!(
-            r#"{{"type":"CANDIDATE","dst":"d{to}","payload":{{"t":{t},"candidate":"{PAD}"}}}}"#
-        ),
+    }
+
+    /// Frames the signal stamped `t` into `w`.
+    fn push(&mut self, w: &mut Vec<u8>, t: u64) {
+        use std::io::Write as _;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.head);
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.scratch, "{t}");
+        self.scratch.extend_from_slice(&self.tail);
+        push_frame(w, OP_TEXT, &self.scratch);
     }
 }
 
 /// The send timestamp of a relayed signal, if `text` is one.
-fn stamp(text: &str) -> Option<u64> {
-    let at = text.find(r#""t":"#)? + 4;
-    let digits = text[at..].split(|c: char| !c.is_ascii_digit()).next()?;
-    digits.parse().ok()
+fn stamp(text: &[u8]) -> Option<u64> {
+    let at = text.windows(4).position(|w| w == br#""t":"#)? + 4;
+    let digits = text[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+    std::str::from_utf8(&text[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn is_error(text: &[u8]) -> bool {
+    text.windows(7).any(|w| w == br#""error""#) || text.windows(5).any(|w| w == b"ERROR")
 }
 
 /// What one client does during a phase.
@@ -328,171 +526,122 @@ struct Stats {
 
 /// How long a phase keeps reading after it stops sending, so nothing is left in flight.
 const DRAIN: Duration = Duration::from_secs(3);
-/// Most signals a saturating client answers before it flushes its socket.
-const BATCH: usize = 64;
 /// Quiet time after which the drain ends early.
 const QUIET: Duration = Duration::from_millis(300);
 
-async fn drive(kind: Kind, ws: &mut Ws, me: usize, mode: Mode) -> Stats {
-    let partner = me ^ 1;
+async fn drive(kind: Kind, ws: &mut Conn, me: usize, mode: Mode) -> Stats {
     let mut stats = Stats::default();
+    stats.closed = drive_inner(kind, ws, me, mode, &mut stats).await.is_err();
+    stats
+}
+
+async fn drive_inner(
+    kind: Kind,
+    ws: &mut Conn,
+    me: usize,
+    mode: Mode,
+    stats: &mut Stats,
+) -> Result<(), BoxError> {
+    let mut signal = SignalFrame::new(kind, me ^ 1);
     let start = Instant::now();
     let (stop, measure) = match mode {
         Mode::Idle { until } => (until, None),
         Mode::Saturate { from, to, .. } | Mode::Rate { from, to, .. } => (to, Some((from, to))),
     };
+    let saturate = matches!(mode, Mode::Saturate { .. });
+    let rate = matches!(mode, Mode::Rate { .. });
     // peerjs-server drops a client 60 s after its last HEARTBEAT (other messages do not
     // count), and a phase is shorter than the 20 s heartbeat period: every phase starts with
     // one, so its clients live through all the phases of a run.
-    if kind == Kind::Peerjs
-        && ws
-            .send(Message::Text(r#"{"type":"HEARTBEAT"}"#.into()))
-            .await
-            .is_err()
-    {
-        stats.closed = true;
-        return stats;
+    if kind == Kind::Peerjs {
+        ws.push_text(r#"{"type":"HEARTBEAT"}"#);
     }
     if let Mode::Saturate { window, .. } = mode {
         for _ in 0..window {
-            if ws
-                .feed(Message::Text(
-                    signal_text(kind, partner, micros_now()).into(),
-                ))
-                .await
-                .is_err()
-            {
-                stats.closed = true;
-                return stats;
-            }
-        }
-        if ws.flush().await.is_err() {
-            stats.closed = true;
-            return stats;
+            signal.push(&mut ws.wbuf, micros_now());
         }
     }
-    let mut next_send = match mode {
-        Mode::Rate { offset, .. } => Some(tokio::time::Instant::from_std(start + offset)),
+    let hard_stop = tokio::time::Instant::from_std(stop + DRAIN);
+    tokio::time::timeout_at(hard_stop, ws.flush()).await??;
+    let mut ticker = match mode {
+        Mode::Rate { period, offset, .. } => Some(tokio::time::interval_at(
+            tokio::time::Instant::from_std(start + offset),
+            period,
+        )),
         _ => None,
     };
-    let mut heartbeat = tokio::time::Instant::from_std(start + Duration::from_secs(20));
-    let hard_stop = tokio::time::Instant::from_std(stop + DRAIN);
+    // One timer per client and phase: the end of the phase, then of the drain.
+    let edge = tokio::time::sleep_until(tokio::time::Instant::from_std(stop).min(hard_stop));
+    tokio::pin!(edge);
     let mut last_rx = Instant::now();
     // Bounded by `hard_stop`.
     loop {
         let now = Instant::now();
-        let now_t = tokio::time::Instant::from_std(now);
-        if now_t >= hard_stop {
-            break;
+        if tokio::time::Instant::from_std(now) >= hard_stop {
+            return Ok(());
         }
-        if now >= stop
-            && (matches!(mode, Mode::Idle { .. }) || now.duration_since(last_rx) >= QUIET)
-        {
-            break;
+        if now >= stop {
+            if !(saturate || rate) || now.duration_since(last_rx) >= QUIET {
+                return Ok(());
+            }
+            let quiet_end = tokio::time::Instant::from_std(last_rx + QUIET).min(hard_stop);
+            if edge.deadline() != quiet_end {
+                edge.as_mut().reset(quiet_end);
+            }
         }
-        let phase_edge = if now < stop { stop } else { last_rx + QUIET };
-        let mut wake = heartbeat
-            .min(tokio::time::Instant::from_std(phase_edge))
-            .min(hard_stop);
-        if let Some(t) = next_send
-            && now < stop
-        {
-            wake = wake.min(t);
-        }
+        let sending = rate && now < stop;
         tokio::select! {
-            m = ws.next() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    last_rx = Instant::now();
-                    match stamp(t.as_str()) {
-                        Some(sent) => {
+            biased;
+            read = ws.read_more() => {
+                read?;
+                while let Some((op, range)) = ws.next_frame() {
+                    match op {
+                        OP_TEXT => {
+                            let text = &ws.rbuf[range];
+                            let Some(sent) = stamp(text) else {
+                                if is_error(text) {
+                                    stats.errors += 1;
+                                }
+                                continue;
+                            };
                             let at = Instant::now();
+                            last_rx = at;
                             if let Some((from, to)) = measure && at >= from && at < to {
                                 stats.received += 1;
-                                if matches!(mode, Mode::Rate { .. }) {
+                                if rate {
                                     let lat = micros_now().saturating_sub(sent);
                                     stats.latencies_us.push(u32::try_from(lat).unwrap_or(u32::MAX));
                                 }
                             }
-                            if matches!(mode, Mode::Saturate { .. }) && at < stop {
-                                // Answers this signal and every one already buffered, then
-                                // writes them all at once (one flush per batch, not per signal).
-                                let mut answers = 1;
-                                let text = signal_text(kind, partner, micros_now());
-                                let mut ok = ws.feed(Message::Text(text.into())).await.is_ok();
-                                while ok && answers < BATCH {
-                                    let Some(Some(Ok(Message::Text(t)))) = ws.next().now_or_never()
-                                    else {
-                                        break;
-                                    };
-                                    let t = t.as_str();
-                                    if stamp(t).is_none() {
-                                        if t.contains("\"error\"") || t.contains("ERROR") {
-                                            stats.errors += 1;
-                                        }
-                                        continue;
-                                    }
-                                    let at = Instant::now();
-                                    last_rx = at;
-                                    if let Some((from, to)) = measure && at >= from && at < to {
-                                        stats.received += 1;
-                                    }
-                                    if at < stop {
-                                        answers += 1;
-                                        let text = signal_text(kind, partner, micros_now());
-                                        ok = ws.feed(Message::Text(text.into())).await.is_ok();
-                                    }
-                                }
-                                if !ok || ws.flush().await.is_err() {
-                                    stats.closed = true;
-                                    break;
-                                }
+                            // Every signal received is answered; the answers to one read go
+                            // out in one write.
+                            if saturate && at < stop {
+                                signal.push(&mut ws.wbuf, micros_now());
                             }
                         }
-                        None => {
-                            if t.as_str().contains("\"error\"") || t.as_str().contains("ERROR") {
-                                stats.errors += 1;
-                            }
-                        }
+                        OP_PING => push_frame(&mut ws.wbuf, OP_PONG, &ws.rbuf[range]),
+                        OP_CLOSE => return Err("closed by the server".into()),
+                        _ => {}
                     }
                 }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    stats.closed = true;
-                    break;
-                }
-                Some(Ok(_)) => {}
-            },
-            _ = tokio::time::sleep_until(wake) => {
-                let now = tokio::time::Instant::now();
-                if now >= hard_stop {
-                    break;
-                }
-                if let (Some(t), Mode::Rate { period, .. }) = (next_send, mode)
-                    && now >= t && now.into_std() < stop
-                {
-                    next_send = Some(t + period);
-                    let text = signal_text(kind, partner, micros_now());
-                    if ws.send(Message::Text(text.into())).await.is_err() {
-                        stats.closed = true;
-                        break;
-                    }
-                }
-                if now >= heartbeat {
-                    heartbeat = now + Duration::from_secs(20);
-                    if kind == Kind::Peerjs
-                        && ws.send(Message::Text(r#"{"type":"HEARTBEAT"}"#.into())).await.is_err()
-                    {
-                        stats.closed = true;
-                        break;
-                    }
-                }
+                tokio::time::timeout_at(hard_stop, ws.flush()).await??;
             }
+            _ = async {
+                match ticker.as_mut() {
+                    Some(t) => { t.tick().await; }
+                    None => std::future::pending().await,
+                }
+            }, if sending => {
+                signal.push(&mut ws.wbuf, micros_now());
+                tokio::time::timeout_at(hard_stop, ws.flush()).await??;
+            }
+            () = &mut edge => {}
         }
     }
-    stats
 }
 
 /// Runs one phase on every connection; returns the survivors and the merged stats.
-async fn phase(kind: Kind, conns: Vec<(usize, Ws)>, mode: Mode) -> (Vec<(usize, Ws)>, Stats) {
+async fn phase(kind: Kind, conns: Vec<(usize, Conn)>, mode: Mode) -> (Vec<(usize, Conn)>, Stats) {
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|(i, mut ws)| {
@@ -540,16 +689,42 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
 }
 
+/// CPU time a process has used (all threads), in clock ticks of 1/100 s.
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces); utime and stime are the
+    // 14th and 15th fields of the line, the 12th and 13th after the name.
+    let mut rest = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let utime: u64 = rest.nth(11)?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The CPU used by the server and by this generator from `from` to `to`, each in cores
+/// (1.0 = one core busy all the time).
+async fn cpu_over(server_pid: u32, from: Instant, to: Instant) -> (f64, f64) {
+    let server = server_pid.to_string();
+    tokio::time::sleep_until(tokio::time::Instant::from_std(from)).await;
+    let t0 = Instant::now();
+    let (s0, g0) = (cpu_ticks(&server), cpu_ticks("self"));
+    tokio::time::sleep_until(tokio::time::Instant::from_std(to)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let (s1, g1) = (cpu_ticks(&server), cpu_ticks("self"));
+    let cores = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => (b.saturating_sub(a) as f64 / 100.0 / secs * 100.0).round() / 100.0,
+        _ => f64::NAN,
+    };
+    (cores(s0, s1), cores(g0, g1))
+}
+
 async fn settle(pid: u32) -> u64 {
     tokio::time::sleep(Duration::from_secs(3)).await;
     rss_kib(pid).unwrap_or(0)
 }
 
-async fn close_all(conns: Vec<(usize, Ws)>) {
+async fn close_all(conns: Vec<(usize, Conn)>) {
     futures_util::stream::iter(conns)
-        .for_each_concurrent(LOGIN_CONCURRENCY, |(_, mut ws)| async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
-        })
+        .for_each_concurrent(LOGIN_CONCURRENCY, |(_, ws)| ws.close())
         .await;
     // Lets the server finish its cleanups before the next measurement.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -587,7 +762,9 @@ async fn run_load(a: LoadArgs) -> Result<(), BoxError> {
         for round in 0..a.repeat {
             let from = Instant::now() + Duration::from_secs(1);
             let to = from + Duration::from_secs(a.seconds);
+            let cpu = tokio::spawn(cpu_over(a.server_pid, from, to));
             let (alive, stats) = phase(a.kind, conns, Mode::Saturate { window, from, to }).await;
+            let (server_cpu, load_cpu) = cpu.await.unwrap_or((f64::NAN, f64::NAN));
             conns = alive;
             println!(
                 "{}",
@@ -596,6 +773,7 @@ async fn run_load(a: LoadArgs) -> Result<(), BoxError> {
                     "in_flight": window * n,
                     "per_second": stats.received as f64 / a.seconds as f64,
                     "errors": stats.errors, "lost_clients": n - conns.len(),
+                    "server_cpu": server_cpu, "load_cpu": load_cpu,
                 })
             );
         }
@@ -605,6 +783,7 @@ async fn run_load(a: LoadArgs) -> Result<(), BoxError> {
                 let from = Instant::now() + Duration::from_secs(2);
                 let to = from + Duration::from_secs(a.seconds);
                 let offset = Duration::ZERO;
+                let cpu = tokio::spawn(cpu_over(a.server_pid, from, to));
                 let (alive, mut stats) = phase(
                     a.kind,
                     conns,
@@ -616,6 +795,7 @@ async fn run_load(a: LoadArgs) -> Result<(), BoxError> {
                     },
                 )
                 .await;
+                let (server_cpu, load_cpu) = cpu.await.unwrap_or((f64::NAN, f64::NAN));
                 conns = alive;
                 stats.latencies_us.sort_unstable();
                 println!(
@@ -628,6 +808,7 @@ async fn run_load(a: LoadArgs) -> Result<(), BoxError> {
                         "p99_ms": percentile(&stats.latencies_us, 0.99),
                         "max_ms": percentile(&stats.latencies_us, 1.0),
                         "errors": stats.errors, "lost_clients": n - conns.len(),
+                        "server_cpu": server_cpu, "load_cpu": load_cpu,
                     })
                 );
             }
