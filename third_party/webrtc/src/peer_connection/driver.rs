@@ -6,6 +6,7 @@ use super::transport::stun_gatherer::{
     RTCStunGatherEventIn, RTCStunGatherEventOut, RTCStunGatherer,
 };
 use super::transport::turn_relayer::{RTCTurnRelayEventIn, RTCTurnRelayEventOut, RTCTurnRelayer};
+use super::transport::turn_stream::{self, TurnStreamEvent, TurnStreamHandle};
 use crate::data_channel::{DataChannelEvent, DataChannelImpl, RTCDataChannelId};
 use crate::media_stream::track_local::TrackLocalEvent;
 use crate::media_stream::track_remote::static_rtp::TrackRemoteStaticRTP;
@@ -487,6 +488,8 @@ pub(crate) enum PeerConnectionDriverEvent {
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
     RemoteIceTcpPassiveCandidate(Box<Candidate>),
     IncomingTcpStream(Box<(FourTuple, Arc<dyn AsyncTcpStream>)>),
+    /// peerlink: a TURN server's TCP/TLS stream connected, delivered a message or closed.
+    TurnStream(Box<TurnStreamEvent>),
     WriteNotify,
     UpdateIceConfiguration {
         ice_servers: Vec<RTCIceServer>,
@@ -503,6 +506,10 @@ pub(crate) struct PeerConnectionDriver<A = SocketAddr> {
     inner: Arc<PeerConnectionRef>,
     stun_gatherer: RTCStunGatherer,
     turn_relayer: RTCTurnRelayer,
+    /// peerlink: open TURN streams (TCP/TLS to the server), by stream id.
+    turn_streams: HashMap<u64, TurnStreamHandle>,
+    /// peerlink: the stream carrying each connected TURN client's four-tuple.
+    turn_stream_routes: HashMap<FourTuple, u64>,
     tcp_transport: RTCTcpTransport,
     mdns_socket: Option<Arc<dyn AsyncUdpSocket>>,
     udp_sockets: HashMap<SocketAddr, Arc<dyn AsyncUdpSocket>>,
@@ -585,6 +592,8 @@ where
                 runtime,
                 Arc::clone(&crypto_provider),
             ),
+            turn_streams: HashMap::new(),
+            turn_stream_routes: HashMap::new(),
             mdns_socket: None,
             udp_sockets: HashMap::new(),
             gso_scratch: Vec::new(),
@@ -638,6 +647,10 @@ where
             self.turn_relayer.close()?;
             self.poll_writes().await?;
         }
+        // peerlink: TURN streams belong to the relayer being replaced; their releases were
+        // queued above, and dropping the handles closes them once those are sent.
+        self.turn_streams.clear();
+        self.turn_stream_routes.clear();
 
         // Drop before binding — see above. Also drops every accepted TCP stream, which is
         // correct: they belong to the generation being replaced.
@@ -1144,6 +1157,17 @@ where
     }
 
     async fn handle_write(&mut self, msg: TaggedBytesMut) -> Result<usize> {
+        // peerlink: a TURN client reached over TCP/TLS writes to its stream.
+        if msg.transport.transport_protocol == TransportProtocol::TCP
+            && let Some(id) = self
+                .turn_stream_routes
+                .get(&FourTuple::from(&msg.transport))
+        {
+            return match self.turn_streams.get(id) {
+                Some(stream) => Ok(stream.send(msg.message)?),
+                None => Ok(0),
+            };
+        }
         if msg.transport.transport_protocol == TransportProtocol::TCP {
             self.tcp_transport.write(&msg).await
         } else if msg.transport.peer_addr.port() == MDNS_PORT {
@@ -1750,6 +1774,10 @@ where
                 {
                     error!("Failed to gather relay candidates: {}", err);
                 }
+                self.open_turn_streams();
+            }
+            PeerConnectionDriverEvent::TurnStream(event) => {
+                self.handle_turn_stream_event(*event).await;
             }
             PeerConnectionDriverEvent::RemoteIceTcpPassiveCandidate(candidate) => {
                 RTCTcpTransport::connect(
@@ -1921,6 +1949,74 @@ where
         messages
     }
 
+    /// peerlink: starts the TCP/TLS streams the relayer asked for.
+    fn open_turn_streams(&mut self) {
+        while let Some(request) = self.turn_relayer.poll_stream_request() {
+            let id = request.id;
+            let handle = turn_stream::spawn(
+                request,
+                self.inner.turn_tls_config.clone(),
+                Arc::clone(&self.inner.runtime),
+                self.inner.driver_event_tx.clone(),
+            );
+            self.turn_streams.insert(id, handle);
+        }
+    }
+
+    /// peerlink: closes the streams whose TURN client is gone (after what is queued on them).
+    fn close_retired_turn_streams(&mut self) {
+        while let Some(id) = self.turn_relayer.poll_retired_stream() {
+            self.turn_streams.remove(&id);
+            self.turn_stream_routes
+                .retain(|_, stream_id| *stream_id != id);
+        }
+    }
+
+    /// peerlink: a TURN stream connected, delivered a message, or closed.
+    async fn handle_turn_stream_event(&mut self, event: TurnStreamEvent) {
+        match event {
+            TurnStreamEvent::Connected { id, four_tuple } => {
+                if !self.turn_streams.contains_key(&id) {
+                    return;
+                }
+                match self.turn_relayer.on_stream_connected(id, four_tuple) {
+                    Ok(true) => {
+                        self.turn_stream_routes.insert(four_tuple, id);
+                    }
+                    Ok(false) => {
+                        self.turn_streams.remove(&id);
+                    }
+                    Err(err) => {
+                        error!(
+                            "TURN allocation over stream {} failed to start: {}",
+                            id, err
+                        );
+                        self.turn_streams.remove(&id);
+                    }
+                }
+            }
+            TurnStreamEvent::Data(msg) => {
+                // Only from a stream that is still in use: a closed generation's late bytes
+                // must not reach the core.
+                if self
+                    .turn_stream_routes
+                    .contains_key(&FourTuple::from(&msg.transport))
+                    && let Err(err) = self.handle_read(msg).await
+                {
+                    error!("handle_read error on TURN stream: {}", err);
+                }
+            }
+            TurnStreamEvent::Closed { id, reason } => {
+                if self.turn_streams.remove(&id).is_some() {
+                    self.turn_relayer.on_stream_closed(id, &reason);
+                    self.turn_stream_routes
+                        .retain(|_, stream_id| *stream_id != id);
+                }
+            }
+        }
+        self.close_retired_turn_streams();
+    }
+
     /// Releases every TURN allocation (Refresh with LIFETIME=0) and sends the releases before
     /// the driver stops, so the server frees them now rather than when their lifetime expires
     /// (webrtc#903). The sockets are about to go, so this is the last chance to send them.
@@ -1987,8 +2083,14 @@ where
         Ok(())
     }
 
-    /// peerlink: sends what the TURN relayer queued (1.b of `poll_writes`).
+    /// peerlink: sends what the TURN relayer queued (1.b of `poll_writes`), then closes the
+    /// TCP/TLS streams of clients that are gone.
     async fn flush_turn_writes(&mut self) {
+        self.flush_turn_writes_inner().await;
+        self.close_retired_turn_streams();
+    }
+
+    async fn flush_turn_writes_inner(&mut self) {
         while let Some(msg) = self.turn_relayer.poll_write() {
             let four_tuple: FourTuple = FourTuple::from(&msg.transport);
             if let Err(err) = self.handle_write(msg).await {

@@ -189,6 +189,8 @@ pub struct PeerConnectionBuilder<A: ToSocketAddrs> {
     /// Held rather than forwarded immediately, so [`build`](Self::build) can resolve the crypto
     /// provider and inject it before the core connection is constructed — see there for why.
     setting_engine: SettingEngine,
+    /// peerlink: TLS client configuration for `turns:` servers (`None`: the Mozilla roots).
+    turn_tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl<A: ToSocketAddrs> Default for PeerConnectionBuilder<A> {
@@ -201,6 +203,7 @@ impl<A: ToSocketAddrs> Default for PeerConnectionBuilder<A> {
             tcp_addrs: vec![],
             dedicated_reactor_pool_size: 0,
             setting_engine: SettingEngine::default(),
+            turn_tls_config: None,
             // `usize::MAX` = unbounded: no send back-pressure unless the application
             // opts in via `with_data_channel_send_buffer_limit`. This keeps `send`/
             // `send_text` non-blocking by default (zero behaviour change).
@@ -305,6 +308,26 @@ impl<A: ToSocketAddrs> PeerConnectionBuilder<A> {
         self
     }
 
+    /// peerlink: the TLS client configuration used for `turns:` servers (TURN over TLS).
+    ///
+    /// Without one, a `turns:` server's certificate must chain to the Mozilla root store
+    /// (`webpki-roots`) and name the URL's host. Supply a configuration to trust a private CA;
+    /// certificate verification is never switched off by this crate.
+    pub fn with_turn_tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.turn_tls_config = Some(config);
+        self
+    }
+
+    /// peerlink: like [`with_turn_tls_config`](Self::with_turn_tls_config) with the Mozilla
+    /// roots plus `extra_roots` (DER-encoded CA certificates). Fails on a certificate that does
+    /// not parse as a trust anchor.
+    pub fn with_turn_tls_extra_roots(mut self, extra_roots: &[Vec<u8>]) -> Result<Self> {
+        let config = transport::turn_stream::tls_config_with_roots(extra_roots)
+            .map_err(|err| Error::Other(format!("bad TURN TLS root certificate: {err}")))?;
+        self.turn_tls_config = Some(config);
+        Ok(self)
+    }
+
     /// Sets the per-channel data-channel send-buffer limit, in bytes, opting into send
     /// back-pressure.
     ///
@@ -403,6 +426,7 @@ impl<A: ToSocketAddrs> PeerConnectionBuilder<A> {
             data_channel_send_buffer_limit,
             turn_allocation_refresh_interval_cap,
             crypto_provider,
+            self.turn_tls_config,
         )
         .await
     }
@@ -821,6 +845,8 @@ pub(crate) struct PeerConnectionRef {
     /// must precede: the driver checks it while handling `IceGathering`, which is the message
     /// that starts the restarted generation's gathering.
     pub(crate) ice_restart_rebind_pending: AtomicBool,
+    /// peerlink: TLS client configuration for `turns:` servers (`None`: the Mozilla roots).
+    pub(crate) turn_tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The ICE credentials a description carries, resolved the way the core resolves them.
@@ -991,6 +1017,7 @@ impl PeerConnectionImpl {
         data_channel_send_buffer_limit: usize,
         turn_allocation_refresh_interval_cap: Option<Duration>,
         crypto_provider: Arc<dyn crypto::RTCCryptoProvider>,
+        turn_tls_config: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self> {
         let configuration = core.get_configuration();
         let ice_servers = configuration.ice_servers().to_vec();
@@ -1017,6 +1044,7 @@ impl PeerConnectionImpl {
                 data_channel_consumed: crate::runtime::Notify::new(),
                 discard_local_candidates_during_ice_restart,
                 ice_restart_rebind_pending: AtomicBool::new(false),
+                turn_tls_config,
             }),
             driver_handle: Mutex::new(None),
             driver_stopped: Mutex::new(None),
@@ -1628,6 +1656,7 @@ mod tests {
             rtp_transceivers: Mutex::new(HashMap::new()),
             discard_local_candidates_during_ice_restart,
             ice_restart_rebind_pending: AtomicBool::new(false),
+            turn_tls_config: None,
         });
 
         (inner, driver_event_rx)

@@ -1,5 +1,6 @@
 //! TURN relayer for async peer connections.
 
+use super::turn_stream::TurnStreamRequest;
 use crate::runtime::Runtime;
 use log::{debug, error, trace, warn};
 use rtc::crypto::RTCCryptoProvider;
@@ -23,9 +24,23 @@ use rtc::turn::proto::chandata::ChannelData;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const MAX_PENDING_PACKETS_PER_PEER: usize = 64;
+
+/// peerlink: ids of TURN streams, unique in the process so that an event from a stream of a
+/// relayer that has since been rebuilt can never be taken for one of the new relayer's.
+static NEXT_TURN_STREAM_ID: AtomicU64 = AtomicU64::new(1);
+
+/// peerlink: a TURN server reached over TCP or TLS whose stream is not connected yet.
+#[derive(Debug)]
+struct PendingStream {
+    url: String,
+    server_addr: SocketAddr,
+    username: String,
+    password: String,
+}
 
 #[derive(Debug)]
 pub(crate) enum RTCTurnRelayEventIn {
@@ -76,6 +91,15 @@ pub(crate) struct RTCTurnRelayer {
     wouts: VecDeque<TaggedBytesMut>,
     routs: VecDeque<TaggedBytesMut>,
     events: VecDeque<RTCTurnRelayEventOut>,
+    /// peerlink: TCP/TLS servers waiting for their stream (keyed by stream id).
+    pending_streams: HashMap<u64, PendingStream>,
+    /// peerlink: streams the driver is asked to open.
+    stream_requests: VecDeque<TurnStreamRequest>,
+    /// peerlink: which stream carries a TCP/TLS client.
+    stream_ids: HashMap<FourTuple, u64>,
+    /// peerlink: streams whose client is gone; the driver closes them after sending what is
+    /// queued (an allocation's release among it).
+    retired_streams: VecDeque<u64>,
 }
 
 impl RTCTurnRelayer {
@@ -104,6 +128,10 @@ impl RTCTurnRelayer {
             wouts: VecDeque::new(),
             routs: VecDeque::new(),
             events: VecDeque::new(),
+            pending_streams: HashMap::new(),
+            stream_requests: VecDeque::new(),
+            stream_ids: HashMap::new(),
+            retired_streams: VecDeque::new(),
         }
     }
 
@@ -145,6 +173,7 @@ impl RTCTurnRelayer {
         self.wouts.clear();
         self.routs.clear();
         self.events.clear();
+        self.cancel_pending_streams();
         self.ice_servers = ice_servers;
         self.ice_gather_policy = ice_gather_policy;
         self.state = RTCIceGatheringState::New;
@@ -269,13 +298,9 @@ impl RTCTurnRelayer {
                     continue;
                 }
 
-                if url.is_secure() {
-                    warn!("Skipping unsupported secure TURN url {}", url);
-                    continue;
-                }
-
-                if url.proto.to_string() != "udp" {
-                    warn!("Skipping unsupported non-UDP TURN url {}", url);
+                let over_stream = url.proto.to_string() == "tcp";
+                if url.is_secure() && !over_stream {
+                    warn!("Skipping unsupported TURN over DTLS url {}", url);
                     continue;
                 }
 
@@ -290,6 +315,44 @@ impl RTCTurnRelayer {
                         continue;
                     }
                 };
+
+                // peerlink: TCP and TLS (RFC 8656 §3.1): one stream per server, from whatever
+                // local address the system picks; the driver opens it and reports back through
+                // `on_stream_connected`.
+                if over_stream {
+                    let Some(server_addr) = resolved_addrs
+                        .iter()
+                        .copied()
+                        .find(|addr| {
+                            self.local_addrs
+                                .iter()
+                                .any(|l| l.is_ipv4() == addr.is_ipv4())
+                        })
+                        .or_else(|| resolved_addrs.first().copied())
+                    else {
+                        continue;
+                    };
+                    let id = NEXT_TURN_STREAM_ID.fetch_add(1, Ordering::Relaxed);
+                    debug!(
+                        "TURN stream {} requested to {} via {}",
+                        id, server_addr, url
+                    );
+                    self.pending_streams.insert(
+                        id,
+                        PendingStream {
+                            url: url.to_string(),
+                            server_addr,
+                            username: url.username.clone(),
+                            password: url.password.clone(),
+                        },
+                    );
+                    self.stream_requests.push_back(TurnStreamRequest {
+                        id,
+                        server_addr,
+                        tls_server_name: url.is_secure().then(|| url.host.clone()),
+                    });
+                    continue;
+                }
 
                 for local_addr in &self.local_addrs {
                     let Some(peer_addr) = resolved_addrs
@@ -345,7 +408,7 @@ impl RTCTurnRelayer {
             }
         }
 
-        if self.clients.is_empty() {
+        if self.clients.is_empty() && self.pending_streams.is_empty() {
             self.state = RTCIceGatheringState::Complete;
             self.events
                 .push_back(RTCTurnRelayEventOut::TurnGatheringComplete);
@@ -395,8 +458,103 @@ impl RTCTurnRelayer {
         Ok(candidate_init)
     }
 
+    /// peerlink: the next TCP/TLS stream the driver should open.
+    pub(crate) fn poll_stream_request(&mut self) -> Option<TurnStreamRequest> {
+        self.stream_requests.pop_front()
+    }
+
+    /// peerlink: the next stream whose client is gone; the driver closes it.
+    pub(crate) fn poll_retired_stream(&mut self) -> Option<u64> {
+        self.retired_streams.pop_front()
+    }
+
+    /// peerlink: the stream `id` is connected over `four_tuple` (the stream's local address and
+    /// the server's). Starts the allocation on it. Returns `false` if this relayer did not ask
+    /// for that stream (the driver then closes it).
+    pub(crate) fn on_stream_connected(&mut self, id: u64, four_tuple: FourTuple) -> Result<bool> {
+        let Some(pending) = self.pending_streams.remove(&id) else {
+            return Ok(false);
+        };
+        let result = (|| {
+            let mut client = TurnClient::new(
+                TurnClientConfig {
+                    stun_serv_addr: four_tuple.peer_addr.to_string(),
+                    turn_serv_addr: four_tuple.peer_addr.to_string(),
+                    local_addr: four_tuple.local_addr,
+                    transport_protocol: TransportProtocol::TCP,
+                    username: pending.username.clone(),
+                    password: pending.password.clone(),
+                    realm: String::new(),
+                    software: String::new(),
+                    rto_in_ms: 0,
+                    allocation_refresh_interval_cap: self.allocation_refresh_interval_cap,
+                },
+                Arc::clone(&self.crypto_provider),
+            )?;
+            let allocate_tid = client.allocate(self.runtime.now())?;
+            Ok::<_, Error>((client, allocate_tid))
+        })();
+        match result {
+            Ok((client, allocate_tid)) => {
+                debug!(
+                    "TURN allocation started from {} to {} via {} (stream {})",
+                    four_tuple.local_addr, four_tuple.peer_addr, pending.url, id
+                );
+                self.stream_ids.insert(four_tuple, id);
+                self.clients.insert(
+                    four_tuple,
+                    ManagedTurnClient {
+                        client,
+                        url: pending.url,
+                        allocate_tid,
+                        local_addr: four_tuple.local_addr,
+                        relay_addr: None,
+                        gather_finished: false,
+                    },
+                );
+                Ok(true)
+            }
+            Err(err) => {
+                self.maybe_emit_gathering_complete();
+                Err(err)
+            }
+        }
+    }
+
+    /// peerlink: the stream `id` failed to connect or was closed. Its client (if any) is
+    /// dropped; the server reclaims an allocation it can no longer refresh.
+    pub(crate) fn on_stream_closed(&mut self, id: u64, reason: &str) {
+        if let Some(pending) = self.pending_streams.remove(&id) {
+            error!(
+                "TURN server {} ({}) unreachable: {}",
+                pending.server_addr, pending.url, reason
+            );
+        } else if let Some(four_tuple) = self
+            .stream_ids
+            .iter()
+            .find(|(_, stream_id)| **stream_id == id)
+            .map(|(four_tuple, _)| *four_tuple)
+        {
+            warn!(
+                "TURN connection from {} to {} closed: {}",
+                four_tuple.local_addr, four_tuple.peer_addr, reason
+            );
+            self.remove_client(four_tuple, false);
+        }
+        self.maybe_emit_gathering_complete();
+    }
+
+    /// peerlink: forgets streams not connected yet (a new configuration or close).
+    fn cancel_pending_streams(&mut self) {
+        for id in self.pending_streams.drain().map(|(id, _)| id) {
+            self.retired_streams.push_back(id);
+        }
+        self.stream_requests.clear();
+    }
+
     fn maybe_emit_gathering_complete(&mut self) {
         if self.state == RTCIceGatheringState::Gathering
+            && self.pending_streams.is_empty()
             && self.clients.values().all(|client| client.gather_finished)
         {
             self.state = RTCIceGatheringState::Complete;
@@ -516,6 +674,9 @@ impl RTCTurnRelayer {
     /// (RFC 8656 §7: a Refresh with LIFETIME 0) instead of being left on the server until its
     /// lifetime expires.
     fn remove_client(&mut self, four_tuple: FourTuple, release_allocation: bool) {
+        if let Some(id) = self.stream_ids.remove(&four_tuple) {
+            self.retired_streams.push_back(id);
+        }
         if let Some(mut managed_client) = self.clients.remove(&four_tuple) {
             // `Client::close` only clears transaction state; the release is `Relay::close`,
             // which queues an authenticated Refresh(LIFETIME=0). Clear the old transactions
@@ -822,6 +983,7 @@ impl Protocol<TaggedBytesMut, TaggedBytesMut, RTCTurnRelayEventIn> for RTCTurnRe
         for key in keys {
             self.remove_client(key, true);
         }
+        self.cancel_pending_streams();
         Ok(())
     }
 }
