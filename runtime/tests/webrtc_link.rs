@@ -480,12 +480,15 @@ async fn ice_server_configuration_is_checked() {
             "pw".into()
         },
     };
-    // Unsupported transports are skipped and reported, the rest is used.
+    // Unsupported transports are skipped and reported, the rest is used (nothing is sent
+    // before `start`, so these addresses are never contacted).
     let config = WebRtcConfig {
         ice_servers: vec![turn(
             &[
-                "turns:turn.example.org:5349",
-                "turn:turn.example.org:3478?transport=tcp",
+                "stuns:127.0.0.1:5349",
+                "turns:127.0.0.1:5349?transport=udp",
+                "turns:127.0.0.1:5349",
+                "turn:127.0.0.1:3478?transport=tcp",
                 "turn:127.0.0.1:3478?transport=udp",
             ],
             "u",
@@ -495,17 +498,20 @@ async fn ice_server_configuration_is_checked() {
     let (link, _ev) = WebRtcLink::new(config, WebRtcRole::Offerer)
         .await
         .expect("link");
-    assert_eq!(link.skipped_ice_urls().len(), 2);
-    assert!(
-        link.skipped_ice_urls()
-            .iter()
-            .any(|(u, _)| u.starts_with("turns:"))
+    let skipped: Vec<&str> = link
+        .skipped_ice_urls()
+        .iter()
+        .map(|(u, _)| u.as_str())
+        .collect();
+    assert_eq!(
+        skipped,
+        ["stuns:127.0.0.1:5349", "turns:127.0.0.1:5349?transport=udp"]
     );
     link.close().await;
 
     let relay_without_turn = WebRtcConfig {
         ice_servers: vec![turn(
-            &["stun:127.0.0.1:3478", "turns:turn.example.org"],
+            &["stun:127.0.0.1:3478", "turns:127.0.0.1:5349?transport=udp"],
             "u",
         )],
         ice_transport_policy: IceTransportPolicy::Relay,
@@ -522,6 +528,15 @@ async fn ice_server_configuration_is_checked() {
     assert!(matches!(
         WebRtcLink::new(no_credentials, WebRtcRole::Offerer).await,
         Err(WebRtcError::BadIceServer { .. })
+    ));
+    let bad_root = WebRtcConfig {
+        ice_servers: vec![turn(&["turns:127.0.0.1"], "u")],
+        turn_tls_roots: vec![b"not a certificate".to_vec()],
+        ..WebRtcConfig::loopback()
+    };
+    assert!(matches!(
+        WebRtcLink::new(bad_root, WebRtcRole::Offerer).await,
+        Err(WebRtcError::BadTurnTlsRoot { index: 0, .. })
     ));
     let bad_scheme = WebRtcConfig {
         ice_servers: vec![turn(&["http://x"], "")],

@@ -22,6 +22,11 @@ pub struct PathCandidate {
     pub address: String,
     /// The candidate's port.
     pub port: u16,
+    /// For this side's relay candidate: how this device reaches the TURN server (`udp`,
+    /// `tcp` or `tls`); the relayed side is UDP either way. `None` for other candidates and
+    /// when the engine does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_protocol: Option<String>,
 }
 
 impl std::fmt::Display for PathCandidate {

@@ -9,9 +9,9 @@ use super::priority::ChannelPriority;
 /// One STUN or TURN server, as in the browser's `RTCIceServer`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct IceServer {
-    /// `stun:host[:port]`, `turn:host[:port][?transport=udp]`. `turns:` and
-    /// `?transport=tcp` are parsed but not usable with the current engine (see
-    /// [`IceServer::unsupported_reason`]).
+    /// `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]`, `turns:host[:port]` (TURN
+    /// over TLS, port 5349 unless given). `stuns:` and `turns:…?transport=udp` (DTLS) are
+    /// parsed but not usable (see [`IceServer::unsupported_reason`]).
     pub urls: Vec<String>,
     /// TURN username.
     pub username: String,
@@ -37,22 +37,33 @@ pub enum IceUrlKind {
     Stun,
     /// A TURN server reached over UDP.
     TurnUdp,
+    /// A TURN server reached over TCP (`turn:…?transport=tcp`); the relayed side is UDP.
+    TurnTcp,
+    /// A TURN server reached over TLS (`turns:`); the relayed side is UDP. The server's
+    /// certificate is verified against the Mozilla roots plus
+    /// [`WebRtcConfig::turn_tls_roots`].
+    TurnTls,
+}
+
+impl IceUrlKind {
+    /// Whether the URL names a TURN server (any transport).
+    pub fn is_turn(self) -> bool {
+        matches!(self, Self::TurnUdp | Self::TurnTcp | Self::TurnTls)
+    }
 }
 
 impl IceServer {
     /// Why a URL cannot be used by the current engine, or `None` if it can.
     ///
-    /// The `webrtc` 0.21 line allocates TURN over UDP only; `turns:`, `stuns:` and
-    /// `?transport=tcp` are skipped (the link reports them as skipped rather than failing, so a
-    /// browser-style server list with all three variants still works over its UDP entry).
+    /// TURN is reached over UDP, TCP or TLS; `stuns:` and TURN over DTLS
+    /// (`turns:…?transport=udp`) are skipped (the link reports them as skipped rather than
+    /// failing, so a server list with such entries still works over the others).
     pub fn unsupported_reason(url: &str) -> Option<&'static str> {
         let lower = url.to_ascii_lowercase();
-        if lower.starts_with("turns:") {
-            Some("TURN over TLS (turns:) is not supported by the engine")
-        } else if lower.starts_with("stuns:") {
+        if lower.starts_with("stuns:") {
             Some("STUN over TLS (stuns:) is not supported by the engine")
-        } else if lower.starts_with("turn:") && lower.contains("transport=tcp") {
-            Some("TURN over TCP is not supported by the engine")
+        } else if lower.starts_with("turns:") && lower.contains("transport=udp") {
+            Some("TURN over DTLS (turns: with transport=udp) is not supported by the engine")
         } else {
             None
         }
@@ -75,15 +86,20 @@ impl IceServer {
                 _ => return Err(bad("unknown query (only ?transport=udp|tcp)")),
             }
         }
+        let tcp = rest.to_ascii_lowercase().ends_with("?transport=tcp");
         match scheme.to_ascii_lowercase().as_str() {
             "stun" => Ok(IceUrlKind::Stun),
-            "turn" => {
+            scheme @ ("turn" | "turns") => {
                 if self.username.is_empty() || self.credential.is_empty() {
                     return Err(bad("TURN needs a username and a credential"));
                 }
-                Ok(IceUrlKind::TurnUdp)
+                Ok(match (scheme, tcp) {
+                    ("turns", _) => IceUrlKind::TurnTls,
+                    (_, true) => IceUrlKind::TurnTcp,
+                    _ => IceUrlKind::TurnUdp,
+                })
             }
-            _ => Err(bad("scheme must be stun: or turn:")),
+            _ => Err(bad("scheme must be stun:, turn: or turns:")),
         }
     }
 }
@@ -272,6 +288,10 @@ pub struct WebRtcConfig {
     /// letters). Links made for compact codes use [`IceCredentials::generate_short`], which
     /// saves 15 bytes per code. An ICE restart keeps these credentials.
     pub ice_credentials: Option<IceCredentials>,
+    /// Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
+    /// store. Certificates are always verified: a `turns:` server whose certificate chains to
+    /// none of these, or does not name the URL's host, gives no relay candidate.
+    pub turn_tls_roots: Vec<Vec<u8>>,
 }
 
 /// The 64 characters ICE allows in a username fragment and password (`ice-char`, RFC 8839).
@@ -388,6 +408,7 @@ impl Default for WebRtcConfig {
             ice_timeouts: IceTimeouts::default(),
             ice_restart: IceRestartPolicy::default(),
             ice_credentials: None,
+            turn_tls_roots: Vec::new(),
         }
     }
 }

@@ -57,6 +57,15 @@ pub enum WebRtcError {
         /// Why it is rejected.
         reason: String,
     },
+    /// A certificate in [`WebRtcConfig::turn_tls_roots`](super::WebRtcConfig::turn_tls_roots)
+    /// is not a usable trust anchor.
+    #[error("TURN TLS root certificate {index}: {reason}")]
+    BadTurnTlsRoot {
+        /// Its position in the list.
+        index: usize,
+        /// Why it is rejected.
+        reason: String,
+    },
     /// The relay-only policy was requested but no usable TURN server is configured.
     #[error("ICE transport policy is relay-only but no usable TURN server is configured")]
     NoUsableRelay,

@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use super::channel::{PacingSetup, WebRtcChannel};
 use super::config::{
-    ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, IceUrlKind, WebRtcConfig,
+    ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, WebRtcConfig,
 };
 use super::error::WebRtcError;
 use super::priority::{ChannelPriority, Scheduler};
@@ -324,7 +324,7 @@ fn engine_ice_servers(
                 skipped.push((url.clone(), reason));
                 continue;
             }
-            if server.classify(url)? == IceUrlKind::TurnUdp {
+            if server.classify(url)?.is_turn() {
                 has_turn = true;
             }
             urls.push(url.clone());
@@ -584,6 +584,20 @@ impl WebRtcLink {
             .with_udp_addrs(config.bind_addrs.clone());
         if let Some(limit) = tuning.send_buffer_limit {
             builder = builder.with_data_channel_send_buffer_limit(limit);
+        }
+        if !config.turn_tls_roots.is_empty() {
+            // Check each on its own first, so the error names the certificate.
+            for (index, der) in config.turn_tls_roots.iter().enumerate() {
+                PeerConnectionBuilder::<std::net::SocketAddr>::new()
+                    .with_turn_tls_extra_roots(std::slice::from_ref(der))
+                    .map_err(|err| WebRtcError::BadTurnTlsRoot {
+                        index,
+                        reason: err.to_string(),
+                    })?;
+            }
+            builder = builder
+                .with_turn_tls_extra_roots(&config.turn_tls_roots)
+                .map_err(WebRtcError::engine)?;
         }
         let pc = builder.build().await.map_err(WebRtcError::engine)?;
 

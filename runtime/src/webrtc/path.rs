@@ -15,7 +15,24 @@ fn from_engine(c: &RTCIceCandidate) -> PathCandidate {
         protocol: c.protocol.to_string().to_ascii_lowercase(),
         address: c.address.clone(),
         port: c.port,
+        relay_protocol: c.url.as_deref().and_then(relay_protocol),
     }
+}
+
+/// How a relay candidate's TURN server is reached, from the server URL it was gathered
+/// through: `turns:` is TLS, `?transport=tcp` TCP, anything else UDP.
+fn relay_protocol(url: &str) -> Option<String> {
+    let lower = url.to_ascii_lowercase();
+    let protocol = if lower.starts_with("turns:") {
+        "tls"
+    } else if lower.starts_with("turn:") && lower.contains("transport=tcp") {
+        "tcp"
+    } else if lower.starts_with("turn:") {
+        "udp"
+    } else {
+        return None;
+    };
+    Some(protocol.to_owned())
 }
 
 /// Both ends of the pair the ICE agent selected, from the agent rather than the statistics.
@@ -58,6 +75,9 @@ pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option
                 protocol: c.protocol.to_ascii_lowercase(),
                 address: c.address.clone().unwrap_or_default(),
                 port: c.port,
+                relay_protocol: (c.candidate_type.to_string() == "relay")
+                    .then(|| relay_protocol(&c.url))
+                    .flatten(),
             })
         }
         _ => None,
@@ -73,6 +93,17 @@ pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option
         (Some(local), Some(remote)) => (local, remote),
         _ => selected_pair(pc).await?,
     };
+    // The statistics do not say how a local relay candidate reaches its TURN server; the ICE
+    // agent's candidate keeps the server URL it was gathered through.
+    let mut local = local;
+    if local.candidate_type == "relay"
+        && local.relay_protocol.is_none()
+        && let Some((agent_local, _)) = selected_pair(pc).await
+        && agent_local.address == local.address
+        && agent_local.port == local.port
+    {
+        local.relay_protocol = agent_local.relay_protocol;
+    }
     let rtt = pair.current_round_trip_time;
     Some(PathReport {
         kind: TransportKind::WebRtc,
