@@ -500,13 +500,19 @@ impl Driver {
         let mut ping = tokio::time::interval(ping_every);
         ping.tick().await;
         let mut last_heard = tokio::time::Instant::now();
+        // When the client first wrote something the server answers (a request or a ping)
+        // that is not followed by anything from the server yet.
+        let mut unanswered: Option<tokio::time::Instant> = None;
+        let answer_timeout = self.shared.config.answer_timeout;
         // Runs until the connection ends, the server asks to reconnect, or the client closes.
         loop {
+            let answer_due = unanswered.map(|since| since + answer_timeout);
             tokio::select! {
                 _ = self.shared.close.notified() => return SessionEnd::Closed,
                 incoming = ws.next() => match incoming {
                     Some(Ok(message)) => {
                         last_heard = tokio::time::Instant::now();
+                        unanswered = None;
                         if let Some(end) = self.on_message(message).await {
                             return end;
                         }
@@ -516,8 +522,12 @@ impl Driver {
                 },
                 out = self.out_rx.recv() => {
                     let Some(out) = out else { return SessionEnd::Closed };
-                    if let Err(e) = write_batch(ws, out, &mut self.out_rx).await {
-                        return SessionEnd::Lost(e);
+                    match write_batch(ws, out, &mut self.out_rx).await {
+                        Ok(true) => {
+                            unanswered.get_or_insert_with(tokio::time::Instant::now);
+                        }
+                        Ok(false) => {}
+                        Err(e) => return SessionEnd::Lost(e),
                     }
                 }
                 _ = ping.tick() => {
@@ -528,6 +538,11 @@ impl Driver {
                     if ws.send(Message::Text(text.into())).await.is_err() {
                         return SessionEnd::Lost("write failed".into());
                     }
+                    unanswered.get_or_insert_with(tokio::time::Instant::now);
+                }
+                () = sleep_until_some(answer_due) => {
+                    tracing::debug!("signaling server did not answer; reconnecting");
+                    return SessionEnd::Lost("server did not answer".into());
                 }
             }
         }
@@ -634,13 +649,27 @@ impl Driver {
     }
 }
 
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes `first` and whatever else is queued (up to a batch); returns whether a request (a
+/// text message, which the server answers) was among them.
 async fn write_batch(
     ws: &mut Ws,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Result<(), String> {
-    let to_message = |o: Outbound| match o {
-        Outbound::Text(t) => Message::Text(t.into()),
+) -> Result<bool, String> {
+    let mut requests = false;
+    let mut to_message = |o: Outbound| match o {
+        Outbound::Text(t) => {
+            requests = true;
+            Message::Text(t.into())
+        }
         Outbound::Binary(b) => Message::Binary(b),
     };
     ws.feed(to_message(first))
@@ -652,5 +681,6 @@ async fn write_batch(
             Err(_) => break,
         }
     }
-    ws.flush().await.map_err(|e| e.to_string())
+    ws.flush().await.map_err(|e| e.to_string())?;
+    Ok(requests)
 }

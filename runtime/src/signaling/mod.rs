@@ -64,6 +64,11 @@ pub struct SignalingConfig {
     pub backoff_max: Duration,
     /// Interval of the client's own pings, which detect a dead server. Default 15 s.
     pub ping_interval: Duration,
+    /// How long the server may stay silent after the client sent it something it answers (a
+    /// request, a ping) before the connection is taken for dead and replaced. After a network
+    /// change the old TCP connection often neither delivers nor fails; this notices it
+    /// within one request instead of the server's full silence limit. Default 5 s.
+    pub answer_timeout: Duration,
 }
 
 impl std::fmt::Debug for SignalingConfig {
@@ -97,6 +102,7 @@ impl SignalingConfig {
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             ping_interval: Duration::from_secs(15),
+            answer_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -21,8 +21,8 @@ use super::client::SignalingEvents;
 use super::{Member, SignalingClient, SignalingError, SignalingEvent};
 use crate::transport::relay::RelayTransport;
 use crate::webrtc::{
-    ChannelOptions, Signal, WebRtcChannel, WebRtcConfig, WebRtcError, WebRtcEvent, WebRtcLink,
-    WebRtcRole, WebRtcTransport,
+    ChannelOptions, LinkState, Signal, WeakWebRtcLink, WebRtcChannel, WebRtcConfig, WebRtcError,
+    WebRtcEvent, WebRtcLink, WebRtcRole, WebRtcTransport,
 };
 use crate::{Connection, Error, Node};
 
@@ -173,6 +173,8 @@ async fn check_identity(
 /// Where the signals of one link go.
 struct LinkEntry {
     signals: mpsc::UnboundedSender<Signal>,
+    /// The link, to restart its ICE when the signaling connection is replaced.
+    link: WeakWebRtcLink,
     /// The peer's key as the server stamped it on the first signal from it.
     peer_key: Arc<Mutex<Option<String>>>,
 }
@@ -340,6 +342,7 @@ fn register_link(
             (peer.to_owned(), connection_id.to_owned()),
             LinkEntry {
                 signals: tx,
+                link: link.downgrade(),
                 peer_key: Arc::clone(&peer_key),
             },
         );
@@ -450,6 +453,33 @@ async fn answer(shared: Arc<Shared>, from: Member, connection_id: String, offer:
     }
 }
 
+/// Restarts ICE on every link whose path is down or being searched again. Called when the signaling client has a
+/// new connection to the server: the old one may have died with the network the links were
+/// on (a network change), taking restart offers and answers with it, and the link's own
+/// restart attempts may be spent or waiting out a lost offer. A new connection is the moment
+/// a restart can get through, so it starts at once.
+fn restart_stalled_links(shared: &Shared) {
+    let stalled: Vec<WebRtcLink> = lock(&shared.links)
+        .values()
+        .filter_map(|entry| entry.link.upgrade())
+        // `Connecting` too: a restart under way (its offer possibly lost) reports it.
+        .filter(|link| {
+            matches!(
+                link.state(),
+                LinkState::Connecting | LinkState::Disconnected | LinkState::Failed
+            )
+        })
+        .collect();
+    for link in stalled {
+        tracing::debug!(role = ?link.role(), "signaling reconnected; restarting ICE of a stalled link");
+        tokio::spawn(async move {
+            if let Err(err) = link.restart_ice_now().await {
+                tracing::debug!(%err, "ICE restart after the signaling reconnect");
+            }
+        });
+    }
+}
+
 /// Routes the client's events: peerlink WebRTC signals to their links (new offers start an
 /// answer), everything else to the application.
 async fn route(
@@ -503,6 +533,10 @@ async fn route(
                     }
                     None => {}
                 }
+            }
+            SignalingEvent::Connected { url } => {
+                restart_stalled_links(&shared);
+                let _ = rest.send(SignalingEvent::Connected { url }).await;
             }
             SignalingEvent::IncomingRelay { from, transport } if shared.config.accept_relay => {
                 let _ = shared

@@ -1027,6 +1027,16 @@ impl WebRtcLink {
     /// [`IceRestartPolicy::attempt_timeout`] has passed and the offer is presumed lost on the
     /// signaling path; then a fresh offer replaces it.
     pub async fn restart_ice(&self) -> Result<(), WebRtcError> {
+        self.restart(false).await
+    }
+
+    /// Restarts ICE at once, even while an earlier restart offer awaits its answer: for when
+    /// that offer is known to be lost (the signaling connection that carried it was replaced).
+    pub(crate) async fn restart_ice_now(&self) -> Result<(), WebRtcError> {
+        self.restart(true).await
+    }
+
+    async fn restart(&self, force: bool) -> Result<(), WebRtcError> {
         self.ensure_open()?;
         if self.inner.role == WebRtcRole::Answerer {
             self.inner.ice_restarts.fetch_add(1, Ordering::Relaxed);
@@ -1048,7 +1058,7 @@ impl WebRtcLink {
             });
         }
         if let Some(since) = negotiation.restart_pending {
-            if since.elapsed() < self.inner.config.ice_restart.attempt_timeout {
+            if !force && since.elapsed() < self.inner.config.ice_restart.attempt_timeout {
                 return Ok(());
             }
         }

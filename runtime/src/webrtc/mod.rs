@@ -27,8 +27,8 @@ pub use config::{
 };
 pub use error::WebRtcError;
 pub use link::{
-    ENGINE_MAX_MESSAGE_SIZE, Fingerprints, LinkState, SkippedIceUrl, WebRtcEvent, WebRtcEvents,
-    WebRtcLink, WebRtcRole,
+    ENGINE_MAX_MESSAGE_SIZE, Fingerprints, LinkState, SkippedIceUrl, WeakWebRtcLink, WebRtcEvent,
+    WebRtcEvents, WebRtcLink, WebRtcRole,
 };
 pub use priority::ChannelPriority;
 pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
