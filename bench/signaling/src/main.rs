@@ -529,9 +529,12 @@ const DRAIN: Duration = Duration::from_secs(3);
 /// Quiet time after which the drain ends early.
 const QUIET: Duration = Duration::from_millis(300);
 
-async fn drive(kind: Kind, ws: &mut Conn, me: usize, mode: Mode) -> Stats {
+/// Runs client `me` through one phase that began at `begin_us` (see [`micros_now`]).
+async fn drive(kind: Kind, ws: &mut Conn, me: usize, mode: Mode, begin_us: u64) -> Stats {
     let mut stats = Stats::default();
-    stats.closed = drive_inner(kind, ws, me, mode, &mut stats).await.is_err();
+    stats.closed = drive_inner(kind, ws, me, mode, begin_us, &mut stats)
+        .await
+        .is_err();
     stats
 }
 
@@ -540,6 +543,7 @@ async fn drive_inner(
     ws: &mut Conn,
     me: usize,
     mode: Mode,
+    begin_us: u64,
     stats: &mut Stats,
 ) -> Result<(), BoxError> {
     let mut signal = SignalFrame::new(kind, me ^ 1);
@@ -604,6 +608,12 @@ async fn drive_inner(
                                 }
                                 continue;
                             };
+                            // A signal of an earlier phase that arrived after that phase's
+                            // drain is neither counted nor answered: answering it would
+                            // add to this phase's signals in flight.
+                            if sent < begin_us {
+                                continue;
+                            }
                             let at = Instant::now();
                             last_rx = at;
                             if let Some((from, to)) = measure && at >= from && at < to {
@@ -642,6 +652,7 @@ async fn drive_inner(
 
 /// Runs one phase on every connection; returns the survivors and the merged stats.
 async fn phase(kind: Kind, conns: Vec<(usize, Conn)>, mode: Mode) -> (Vec<(usize, Conn)>, Stats) {
+    let begin_us = micros_now();
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|(i, mut ws)| {
@@ -658,7 +669,7 @@ async fn phase(kind: Kind, conns: Vec<(usize, Conn)>, mode: Mode) -> (Vec<(usize
                 m => m,
             };
             tokio::spawn(async move {
-                let stats = drive(kind, &mut ws, i, mode).await;
+                let stats = drive(kind, &mut ws, i, mode, begin_us).await;
                 (i, ws, stats)
             })
         })
