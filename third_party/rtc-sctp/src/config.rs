@@ -1,6 +1,7 @@
 use crate::util::{AssociationIdGenerator, RandomAssociationIdGenerator};
 
 use crate::TimerConfig;
+use crate::association::congestion::CongestionControl;
 use std::fmt;
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ pub struct TransportConfig {
     max_num_outbound_streams: u16,
     max_num_inbound_streams: u16,
     timer_config: TimerConfig,
+    congestion_control: CongestionControl,
 }
 
 impl Default for TransportConfig {
@@ -72,6 +74,7 @@ impl Default for TransportConfig {
             max_num_outbound_streams: u16::MAX,
             max_num_inbound_streams: u16::MAX,
             timer_config: TimerConfig::default(),
+            congestion_control: CongestionControl::default(),
         }
     }
 }
@@ -112,6 +115,18 @@ impl TransportConfig {
     pub fn with_timer_config(mut self, value: TimerConfig) -> Self {
         self.timer_config = value;
         self
+    }
+
+    /// peerlink: not in upstream. Selects the congestion controller (default: the standard
+    /// RFC 4960 one); see [`CongestionControl`].
+    pub fn with_congestion_control(mut self, value: CongestionControl) -> Self {
+        self.congestion_control = value;
+        self
+    }
+
+    /// peerlink: the configured congestion controller.
+    pub fn congestion_control(&self) -> CongestionControl {
+        self.congestion_control
     }
 
     /// The configured SCTP port.

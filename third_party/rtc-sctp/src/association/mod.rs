@@ -45,6 +45,7 @@ use shared::error::{Error, Result};
 use shared::{TransportContext, TransportMessage, TransportProtocol};
 use stream::{Stream, StreamEvent, StreamId, StreamState};
 use timer::{ACK_INTERVAL, RtoManager, Timer, TimerTable};
+use congestion::{CongestionControl, RateController, SendState};
 
 use crate::association::stream::RecvSendState;
 use bytes::{Bytes, BytesMut};
@@ -58,6 +59,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+// peerlink: the rate-based congestion controller (not in upstream).
+pub(crate) mod congestion;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -232,6 +235,11 @@ pub struct Association {
     partial_bytes_acked: u32,
     pub(crate) in_fast_recovery: bool,
     fast_recover_exit_point: u32,
+    // peerlink: which controller sets cwnd, the rate-based one's state, and the send state
+    // of the most recently sent chunk the SACK being processed acknowledged.
+    congestion_control: CongestionControl,
+    rate_cc: RateController,
+    rate_sample: Option<SendState>,
 
     // Chunks stored for retransmission
     stored_init: Option<ChunkInit>,
@@ -327,6 +335,9 @@ impl Default for Association {
             partial_bytes_acked: 0,
             in_fast_recovery: false,
             fast_recover_exit_point: 0,
+            congestion_control: CongestionControl::Standard,
+            rate_cc: RateController::new(0),
+            rate_sample: None,
 
             // Chunks stored for retransmission
             stored_init: None,
@@ -382,6 +393,12 @@ impl Association {
         // min > max) and overflowed near `u32::MAX`, both reachable through
         // `EndpointConfig::max_payload_size` and MTU-derived payload budgets.
         let cwnd = mtu.saturating_mul(2).max(4380).min(mtu.saturating_mul(4));
+        // peerlink: the rate-based controller starts with ten packets (RFC 6928).
+        let congestion_control = config.congestion_control();
+        let cwnd = match congestion_control {
+            CongestionControl::Standard => cwnd,
+            CongestionControl::RateBased => congestion::initial_window(mtu),
+        };
         // RFC 4960 requires an unpredictable initial TSN. SCTP remains usable without an RTC
         // crypto provider, so this deliberately uses `rand`'s thread-local CSPRNG.
         let mut tsn = random::<u32>();
@@ -403,6 +420,8 @@ impl Association {
 
             mtu,
             cwnd,
+            congestion_control,
+            rate_cc: RateController::new(mtu),
             remote_addr,
             local_addr,
             transport_protocol: protocol,
@@ -647,6 +666,33 @@ impl Association {
     /// The latest socket address for this Association's peer
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote_addr
+    }
+
+    /// peerlink: not in upstream. The congestion window in bytes.
+    pub fn congestion_window(&self) -> u32 {
+        self.cwnd
+    }
+
+    /// peerlink: not in upstream. The congestion controller this association uses.
+    pub fn congestion_control(&self) -> CongestionControl {
+        self.congestion_control
+    }
+
+    /// peerlink: not in upstream. The rate-based controller's bottleneck-bandwidth estimate
+    /// in bytes per second (0 with the standard controller or before any sample).
+    pub fn estimated_bandwidth(&self) -> u64 {
+        match self.congestion_control {
+            CongestionControl::Standard => 0,
+            CongestionControl::RateBased => self.rate_cc.bandwidth(),
+        }
+    }
+
+    /// peerlink: the rate-based controller's min-RTT estimate (`None` with the standard one).
+    pub fn estimated_min_rtt(&self) -> Option<Duration> {
+        match self.congestion_control {
+            CongestionControl::Standard => None,
+            CongestionControl::RateBased => self.rate_cc.min_rtt(),
+        }
     }
 
     /// Smoothed round-trip time, or zero before the first RTT measurement.
@@ -1441,8 +1487,21 @@ impl Association {
         }
 
         // Process selective ack
+        self.rate_sample = None;
         let (bytes_acked_per_stream, total_bytes_acked, htna) =
             self.process_selective_ack(d, now)?;
+        // peerlink: the rate-based controller sets the window on every SACK that acknowledges
+        // new data, by the cumulative TSN or by gap reports alike.
+        if self.congestion_control == CongestionControl::RateBased {
+            let sample = self.rate_sample.take();
+            self.cwnd = self.rate_cc.on_ack(
+                now,
+                total_bytes_acked.max(0) as u64,
+                sample,
+                self.inflight_queue.get_num_bytes(),
+                self.cwnd,
+            );
+        }
 
         let mut cum_tsn_ack_point_advanced = false;
         if sna32lt(self.cumulative_tsn_ack_point, d.cumulative_tsn_ack) {
@@ -1747,6 +1806,9 @@ impl Association {
             if let Some(mut c) = self.inflight_queue.pop(i) {
                 if c.acknowledge() {
                     newly_acked_data |= c.nsent > 0;
+                    if c.nsent == 1 {
+                        note_rate_sample(&mut self.rate_sample, c.send_state);
+                    }
 
                     let n_bytes_acked = c.user_data.len() as i64;
                     total_bytes_acked += n_bytes_acked;
@@ -1813,6 +1875,9 @@ impl Association {
                 if let Some(c) = self.inflight_queue.get(tsn) {
                     if newly_acknowledged {
                         newly_acked_data |= c.nsent > 0;
+                        if c.nsent == 1 {
+                            note_rate_sample(&mut self.rate_sample, c.send_state);
+                        }
                         total_bytes_acked += n_bytes_acked;
                         if self.is_current_stream_data(c) {
                             *bytes_acked_per_stream
@@ -1887,6 +1952,11 @@ impl Association {
                 .start_if_idle(Timer::T3RTX, now, self.rto_mgr.get_rto());
         }
 
+        // peerlink: the rate-based controller already set cwnd in handle_sack.
+        if self.congestion_control == CongestionControl::RateBased {
+            return;
+        }
+
         // Update congestion control parameters
         if self.cwnd <= self.ssthresh {
             // RFC 4096, sec 7.2.1.  Slow-Start
@@ -1958,8 +2028,12 @@ impl Association {
         // b)  In fast-recovery AND the Cumulative TSN Ack Point advanced
         //     the miss indications are incremented for all TSNs reported missing
         //     in the SACK.
-        if !self.in_fast_recovery || cum_tsn_ack_point_advanced {
-            let max_tsn = if !self.in_fast_recovery {
+        // peerlink: with the rate-based controller every SACK counts, in fast recovery or not
+        // (RFC 6675's SACK-based recovery): a loss found in the middle of a recovery is
+        // repaired at once instead of one per round trip, as the cumulative TSN advances.
+        let rate_based = self.congestion_control == CongestionControl::RateBased;
+        if !self.in_fast_recovery || cum_tsn_ack_point_advanced || rate_based {
+            let max_tsn = if !self.in_fast_recovery || rate_based {
                 // a) increment only for missing TSNs prior to the HTNA
                 htna
             } else {
@@ -1994,14 +2068,20 @@ impl Association {
                         if lost_by_count.contains(&tsn) {
                             c.miss_indicator = 3;
                         }
+                        if rate_based && c.miss_indicator == 3 {
+                            self.will_retransmit_fast = true;
+                        }
                         if c.miss_indicator == 3 && !self.in_fast_recovery {
                             // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the
                             //     destination address(es) to which the missing DATA chunks were
                             //     last sent, according to the formula described in Section 7.2.3.
                             self.in_fast_recovery = true;
                             self.fast_recover_exit_point = htna;
-                            self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
-                            self.cwnd = self.ssthresh;
+                            // peerlink: the rate-based controller keeps its window on loss.
+                            if self.congestion_control == CongestionControl::Standard {
+                                self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+                                self.cwnd = self.ssthresh;
+                            }
                             self.partial_bytes_acked = 0;
                             self.will_retransmit_fast = true;
 
@@ -2484,7 +2564,14 @@ impl Association {
                     // decisions.
                     let data_chunk_size =
                         (DATA_CHUNK_HEADER_SIZE + c.user_data.len() as u32).next_multiple_of(4);
-                    if self.mtu < fast_retrans_size + data_chunk_size {
+                    // peerlink: the rate-based controller retransmits every chunk found lost,
+                    // in as many packets as it takes (up to a window), not one packet per SACK.
+                    let budget = if self.congestion_control == CongestionControl::RateBased {
+                        self.cwnd.max(self.mtu)
+                    } else {
+                        self.mtu
+                    };
+                    if budget < fast_retrans_size + data_chunk_size {
                         break;
                     }
 
@@ -3024,6 +3111,16 @@ impl Association {
                 }
             }
 
+            // peerlink: out of data with window to spare: the rate-based controller's next
+            // samples measure the application, not the path.
+            if self.congestion_control == CongestionControl::RateBased
+                && self.pending_queue.is_empty()
+                && self.inflight_queue.get_num_bytes() < self.cwnd as usize
+            {
+                self.rate_cc
+                    .on_app_limited(self.inflight_queue.get_num_bytes());
+            }
+
             // the data sender can always have one DATA chunk in flight to the receiver
             if chunks.is_empty() && self.inflight_queue.is_empty() {
                 // Send zero window probe
@@ -3233,6 +3330,13 @@ impl Association {
             // RTT baseline only; maxPacketLifeTime measures from `created_at`.
             c.since = Some(now);
             c.nsent = 1; // being sent for the first time
+            // peerlink: what the rate-based controller needs to turn its SACK into a sample.
+            if self.congestion_control == CongestionControl::RateBased {
+                c.send_state = Some(
+                    self.rate_cc
+                        .on_send(now, self.inflight_queue.get_num_bytes()),
+                );
+            }
 
             trace!(
                 "[{}] sending ppi={} tsn={} ssn={} sent={} len={} ({},{})",
@@ -3388,8 +3492,14 @@ impl Association {
                 //      ssthresh = max(cwnd/2, 4*MTU)
                 //      cwnd = 1*MTU
 
+                let prior_cwnd = self.cwnd;
                 self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
                 self.cwnd = self.mtu;
+                // peerlink: the rate-based controller also drops to one packet, and from the
+                // second timeout in a row on forgets its bandwidth estimate.
+                if self.congestion_control == CongestionControl::RateBased {
+                    self.cwnd = self.rate_cc.on_timeout(n_rtos, prior_cwnd);
+                }
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} inflight={} (RTO)",
                     self.side,
@@ -3467,5 +3577,15 @@ impl Association {
             .min_by_key(|&(_, time)| time)
             //.map_or(true, |(timer, _)| timer == Timer::Idle)
             .is_none()
+    }
+}
+
+/// peerlink: keeps in `best` the send state of the most recently sent chunk a SACK
+/// acknowledges (the rate-based controller's sample).
+fn note_rate_sample(best: &mut Option<SendState>, state: Option<SendState>) {
+    if let Some(state) = state
+        && best.is_none_or(|b| state.sent >= b.sent)
+    {
+        *best = Some(state);
     }
 }

@@ -169,6 +169,8 @@ pub struct ChunkPayloadData {
     pub(crate) stream_generation: u64,
     /// number of transmission made for this chunk
     pub(crate) nsent: u32,
+    /// peerlink: the rate-based congestion controller's state when this chunk was first sent.
+    pub(crate) send_state: Option<crate::association::congestion::SendState>,
 
     /// This fragment belongs to an atomically abandoned message.
     pub(crate) abandoned: bool,
@@ -198,6 +200,7 @@ impl Default for ChunkPayloadData {
             reliability: MessageReliability::Reliable,
             stream_generation: 0,
             nsent: 0,
+            send_state: None,
             abandoned: false,
             retransmit: false,
         }
@@ -283,6 +286,7 @@ impl Chunk for ChunkPayloadData {
             reliability: MessageReliability::Reliable,
             stream_generation: 0,
             nsent: 0,
+            send_state: None,
             abandoned: false,
             retransmit: false,
         })

@@ -374,6 +374,9 @@ pub struct SettingEngine {
     /// budget via rtc-sctp's `max_payload_size_for_mtu`. `None` uses the rtc-sctp
     /// default (`INITIAL_MTU`, 1191 — the TURN-relayed IPv6 minimum-MTU budget).
     pub(crate) sctp_mtu: Option<u32>,
+    /// peerlink: the SCTP association's congestion controller (rtc-sctp's default, the
+    /// standard RFC 4960 one, unless set).
+    pub(crate) sctp_congestion_control: ::sctp::CongestionControl,
     pub(crate) ignore_rid_pause_for_recv: bool,
     pub(crate) write_ssrc_attributes_for_simulcast: bool,
 }
@@ -1400,6 +1403,15 @@ impl SettingEngineBuilder {
     /// default, leave this unset.
     pub fn with_sctp_mtu(mut self, mtu: u32) -> Self {
         self.0.sctp_mtu = Some(mtu);
+        self
+    }
+
+    /// peerlink: not in upstream. Selects the congestion controller of the SCTP association
+    /// under the data channels: the standard RFC 4960 one (the default) or the rate-based,
+    /// loss-tolerant one (`sctp::CongestionControl`). Local sending behaviour only; the
+    /// wire format is the same.
+    pub fn with_sctp_congestion_control(mut self, cc: ::sctp::CongestionControl) -> Self {
+        self.0.sctp_congestion_control = cc;
         self
     }
 

@@ -56,6 +56,9 @@ pub(crate) struct SctpTransport {
     // size that nothing ever reads or writes: 64-256 KiB resident per peer connection for a
     // number. Reassembly allocates each message at its actual size (`to_payload`).
     pub(crate) message_size_limit: usize,
+
+    // peerlink: the association's congestion controller (rtc-sctp's default unless set).
+    pub(crate) congestion_control: ::sctp::CongestionControl,
 }
 
 impl SctpTransport {
@@ -79,6 +82,7 @@ impl SctpTransport {
             max_receive_buffer_size,
             mtu,
             message_size_limit: 0,
+            congestion_control: ::sctp::CongestionControl::default(),
         }
     }
 
@@ -185,7 +189,8 @@ impl SctpTransport {
         }
         let mut sctp_transport_config = ::sctp::TransportConfig::default()
             .with_max_message_size(max_message_size)
-            .with_sctp_port(local_port);
+            .with_sctp_port(local_port)
+            .with_congestion_control(self.congestion_control);
         if let Some(recv_buf) = self.max_receive_buffer_size {
             sctp_transport_config = sctp_transport_config.with_max_receive_buffer_size(recv_buf);
         }
