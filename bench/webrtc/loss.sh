@@ -20,7 +20,9 @@
 #
 # Environment: RUNS (5), MIB (8), DELAY_MS (50), LOSS (2), SEED (7), BENCH (the webrtc_bench
 # binary, default target/ci/examples/webrtc_bench), DELAYER (default
-# target/ci/examples/natlab_delay), BENCH_ARGS (extra webrtc_bench arguments).
+# target/ci/examples/natlab_delay), BENCH_ARGS (extra webrtc_bench arguments), SCTP_CC (the
+# SCTP congestion controllers to run WebRTC with, side by side: "rate" (default, the runtime's
+# default controller), "standard" (RFC 4960), or both, e.g. SCTP_CC="standard rate").
 # Build: cargo build --profile ci -p peerlink --example webrtc_bench -p peerlink-tests --example natlab_delay
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +34,7 @@ MIB=${MIB:-8}
 DELAY_MS=${DELAY_MS:-50}
 LOSS=${LOSS:-2}
 SEED=${SEED:-7}
+SCTP_CC=${SCTP_CC:-rate}
 NS=plloss-$$
 Q=$(( 2000 + $$ % 30000 ))
 STATE=$(mktemp -d /tmp/plloss.XXXXXX)
@@ -112,11 +115,16 @@ for c in "${cases[@]}"; do
   if [ "$c" = turn ]; then
     turn_up
     impair udp 0 0
-    run "turn (coturn relay, clean): WebRTC" --turn turn:127.0.0.1:3478 --turn-user bench --turn-pass bench
+    for cc in $SCTP_CC; do
+      run "turn (coturn relay, clean): WebRTC, SCTP $cc" --sctp-cc "$cc" \
+        --turn turn:127.0.0.1:3478 --turn-user bench --turn-pass bench
+    done
     continue
   fi
   impair udp "$d" "$l"
-  run "$c (delay $d ms each way, loss $l %): WebRTC"
+  for cc in $SCTP_CC; do
+    run "$c (delay $d ms each way, loss $l %): WebRTC, SCTP $cc" --sctp-cc "$cc"
+  done
   impair tcp "$d" "$l"
   run "$c (delay $d ms each way, loss $l %): TCP ($CC, the system default)" --tcp
   run "$c (delay $d ms each way, loss $l %): TCP (cubic)" --tcp --tcp-cc cubic

@@ -5,6 +5,7 @@
 //!     [--rcvbuf BYTES|none] [--sndbuf BYTES|none] [--limit BYTES|none] [--window BYTES]
 //!     [--ice-interval-ms MS] [--max-message BYTES] [--msg BYTES] [--mib MIB] [--runs N]
 //!     [--turn URL --turn-user USER --turn-pass PASS] [--tcp [--tcp-cc NAME]]
+//!     [--sctp-cc standard|rate]
 //! ```
 //!
 //! Each run builds two links bound to 127.0.0.1, connects them, sends `--mib` MiB in `--msg`
@@ -12,14 +13,15 @@
 //! that TURN server. `--tcp` instead moves the same bytes over one TCP connection on loopback
 //! (the reference for `bench/webrtc/loss.sh`, which impairs both the same way); `--tcp-cc`
 //! picks the sender's congestion control (`cubic`, `reno`, `bbr`; default: the system's). `RcvbufErrors` is the kernel's count of UDP
-//! datagrams dropped because a socket's receive buffer was full during the run.
+//! datagrams dropped because a socket's receive buffer was full during the run. `--sctp-cc`
+//! picks the SCTP congestion controller (`standard`: RFC 4960; `rate`: the default, rate-based).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use peerlink::webrtc::{
-    ChannelOptions, IceServer, IceTransportPolicy, Tuning, WebRtcConfig, WebRtcEvent, WebRtcEvents,
-    WebRtcLink, WebRtcRole,
+    ChannelOptions, IceServer, IceTransportPolicy, SctpCongestionControl, Tuning, WebRtcConfig,
+    WebRtcEvent, WebRtcEvents, WebRtcLink, WebRtcRole,
 };
 use tokio::sync::mpsc;
 
@@ -232,6 +234,16 @@ async fn main() {
                 continue;
             }
             "--tcp-cc" => tcp_cc = Some(value),
+            "--sctp-cc" => {
+                tuning.sctp_congestion_control = match value.as_str() {
+                    "standard" => SctpCongestionControl::Standard,
+                    "rate" => SctpCongestionControl::RateBased,
+                    other => {
+                        eprintln!("--sctp-cc: standard or rate, not {other}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             "--turn" => turn.urls = vec![value],
             "--turn-user" => turn.username = value,
             "--turn-pass" => turn.credential = value,

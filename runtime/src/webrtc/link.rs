@@ -15,7 +15,8 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use super::channel::{PacingSetup, WebRtcChannel};
 use super::config::{
-    ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, WebRtcConfig,
+    ChannelOptions, IceRestartPolicy, IceServer, IceTransportPolicy, SctpCongestionControl,
+    WebRtcConfig,
 };
 use super::error::WebRtcError;
 use super::priority::{ChannelPriority, Scheduler};
@@ -547,6 +548,10 @@ impl WebRtcLink {
         if let Some(window) = window {
             settings = settings.with_sctp_max_receive_buffer_size(window);
         }
+        settings = settings.with_sctp_congestion_control(match tuning.sctp_congestion_control {
+            SctpCongestionControl::Standard => rtc::sctp::CongestionControl::Standard,
+            SctpCongestionControl::RateBased => rtc::sctp::CongestionControl::RateBased,
+        });
         let rtc_config = RTCConfigurationBuilder::default()
             .with_ice_servers(ice_servers)
             .with_ice_transport_policy(match config.ice_transport_policy {

@@ -23,7 +23,7 @@ pub use crate::transport::{PathCandidate, PathReport};
 pub use channel::{ChannelReceiver, ChannelSender, ChannelState, WebRtcChannel};
 pub use config::{
     ChannelOptions, IceCredentials, IceRestartPolicy, IceServer, IceTimeouts, IceTransportPolicy,
-    IceUrlKind, SendPacing, Tuning, WebRtcConfig,
+    IceUrlKind, SctpCongestionControl, SendPacing, Tuning, WebRtcConfig,
 };
 pub use error::WebRtcError;
 pub use link::{
