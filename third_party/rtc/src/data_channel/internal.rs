@@ -173,12 +173,15 @@ impl RTCDataChannelInternal {
         // `negotiated: None` — the peer opened this channel in-band over DCEP, so it is not an
         // out-of-band channel however well-known its stream id now is. The stream id is set
         // below instead of through `negotiated`, which would also flip the `negotiated` flag.
+        // peerlink: report the reliability the peer's OPEN asked for (upstream reported none).
+        let (max_retransmits, max_packet_life_time) =
+            remote_reliability(data_channel_config.channel_type, data_channel_config.reliability_parameter);
         let mut data_channel_internal = RTCDataChannelInternal::new(DataChannelParameters {
             label: data_channel_config.label.clone(),
             protocol: data_channel_config.protocol.clone(),
             ordered: !unordered,
-            max_packet_life_time: None,
-            max_retransmits: None,
+            max_packet_life_time,
+            max_retransmits,
             negotiated: None,
             priority: data_channel_config.priority,
         });
@@ -198,5 +201,60 @@ impl RTCDataChannelInternal {
         self.handshake_deadline = None;
         self.ready_state = RTCDataChannelState::Closed;
         Ok(())
+    }
+}
+
+/// peerlink: `(maxRetransmits, maxPacketLifeTime)` of a channel the peer opened, from its DCEP
+/// OPEN's channel type and reliability parameter (saturated to the W3C API's 16 bits).
+fn remote_reliability(
+    channel_type: ::datachannel::message::message_channel_open::ChannelType,
+    reliability_parameter: u32,
+) -> (Option<u16>, Option<u16>) {
+    use ::datachannel::message::message_channel_open::ChannelType;
+    let value = u16::try_from(reliability_parameter).unwrap_or(u16::MAX);
+    match channel_type {
+        ChannelType::PartialReliableRexmit | ChannelType::PartialReliableRexmitUnordered => {
+            (Some(value), None)
+        }
+        ChannelType::PartialReliableTimed | ChannelType::PartialReliableTimedUnordered => {
+            (None, Some(value))
+        }
+        _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod remote_reliability_tests {
+    use super::*;
+    use ::datachannel::message::Message;
+    use ::datachannel::message::message_channel_open::{ChannelType, DataChannelOpen};
+    use sctp::PayloadProtocolIdentifier;
+    use shared::marshal::Marshal;
+
+    fn accept_open(channel_type: ChannelType, reliability_parameter: u32) -> RTCDataChannelInternal {
+        let open = Message::DataChannelOpen(DataChannelOpen {
+            channel_type,
+            priority: 256,
+            reliability_parameter,
+            label: b"bulk".to_vec(),
+            protocol: vec![],
+        });
+        let raw = open.marshal().expect("marshal OPEN");
+        RTCDataChannelInternal::accept(0, 1, PayloadProtocolIdentifier::Dcep, &raw)
+            .expect("accept OPEN")
+    }
+
+    #[test]
+    fn a_remote_channel_reports_the_reliability_its_open_asked_for() {
+        let c = accept_open(ChannelType::PartialReliableRexmitUnordered, 0);
+        assert_eq!((c.max_retransmits, c.max_packet_life_time), (Some(0), None));
+        assert!(!c.ordered);
+        let c = accept_open(ChannelType::PartialReliableTimed, 250);
+        assert_eq!((c.max_retransmits, c.max_packet_life_time), (None, Some(250)));
+        assert!(c.ordered);
+        let c = accept_open(ChannelType::Reliable, 0);
+        assert_eq!((c.max_retransmits, c.max_packet_life_time), (None, None));
+        let c = accept_open(ChannelType::PartialReliableRexmit, 1 << 20);
+        assert_eq!(c.max_retransmits, Some(u16::MAX), "saturated");
     }
 }

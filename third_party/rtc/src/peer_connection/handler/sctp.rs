@@ -181,6 +181,22 @@ impl<'a> SctpHandler<'a> {
             // scratch-buffer round-trip (`max_len` preserves the max-message-size bound
             // `read()` enforced via `ErrShortBuffer`).
             let payload = chunks.to_payload(max_len)?;
+            // peerlink: a channel the peer opens sends with the reliability its DCEP OPEN
+            // asks for (RFC 8832 5.1: ordering, maxRetransmits or maxPacketLifeTime).
+            // Upstream left such a stream reliable and ordered whatever the OPEN said.
+            if chunks.ppi == PayloadProtocolIdentifier::Dcep
+                && let Ok(Message::DataChannelOpen(open)) = Message::unmarshal(&mut &payload[..])
+            {
+                let (unordered, reliability_type) =
+                    ::datachannel::data_channel::DataChannel::get_reliability_params(
+                        open.channel_type,
+                    );
+                stream.set_reliability_params(
+                    unordered,
+                    reliability_type,
+                    open.reliability_parameter,
+                )?;
+            }
             messages.push(SctpMessage::Inbound(DataChannelMessage {
                 association_handle: ch.0,
                 stream_id: id,
