@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peerlink::signaling::{
-    DialerConfig, HybridAcceptor, HybridConfig, HybridConnection, IncomingLinks, SignalingClient,
-    SignalingConfig, SignalingEvents, WebRtcDialer,
+    DialerConfig, HybridAcceptor, HybridConfig, HybridConnection, HybridEvent, HybridEvents,
+    IncomingLinks, SignalingClient, SignalingConfig, SignalingEvents, WebRtcDialer,
 };
-use peerlink::webrtc::{IceTransportPolicy, WebRtcConfig};
+use peerlink::webrtc::{IceTimeouts, IceTransportPolicy, PathCut, WebRtcConfig};
 use peerlink::{
     CallOptions, HandlerError, Identity, Node, NodeConfig, TransportKind, handler_fn, typed_handler,
 };
@@ -367,4 +367,140 @@ async fn hybrid_on_webrtc_keeps_working_when_the_server_and_its_relay_go() {
         "each call ran exactly once"
     );
     assert_eq!(to_bob.path(), TransportKind::WebRtc);
+}
+
+/// Waits (bounded) for `wanted` on `events`; returns the events seen before it.
+async fn wait_for_event(events: &mut HybridEvents, wanted: HybridEvent) -> Vec<HybridEvent> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(BOUND, async {
+        // Bounded by the timeout around it; each turn takes one event.
+        while let Some(event) = events.next().await {
+            if event == wanted {
+                return;
+            }
+            seen.push(event);
+        }
+        panic!("events ended before {wanted:?}; saw {seen:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {wanted:?} within bound"));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_uses_the_relay_while_webrtc_is_down_and_each_call_runs_once() {
+    let server = server().await;
+    // Alice's link loses its path on demand; short ICE timers so the outage shows at once.
+    let cut = PathCut::new();
+    let config = |cut: Option<PathCut>| {
+        hybrid_dialer_config(WebRtcConfig {
+            path_cut: cut,
+            ice_timeouts: IceTimeouts {
+                disconnected: Some(Duration::from_secs(1)),
+                failed: Some(Duration::from_secs(20)),
+                keepalive: Some(Duration::from_millis(250)),
+            },
+            ..WebRtcConfig::loopback()
+        })
+    };
+    let (alice, _, alice_dialer, _a_rest, _a_in) =
+        peer(&server.ws_url(), "alice", config(Some(cut.clone()))).await;
+    let (bob, _, _bob_dialer, _b_rest, bob_incoming) =
+        peer(&server.ws_url(), "bob", config(None)).await;
+
+    // `run` counts how often each call number ran; numbers >= 100 wait for the gate first.
+    let runs = Arc::new(std::sync::Mutex::new(
+        std::collections::HashMap::<u32, usize>::new(),
+    ));
+    let gate = Arc::new(Semaphore::new(0));
+    {
+        let (runs, gate) = (Arc::clone(&runs), Arc::clone(&gate));
+        bob.expose(
+            "run",
+            typed_handler(move |n: u32| {
+                let (runs, gate) = (Arc::clone(&runs), Arc::clone(&gate));
+                async move {
+                    *runs.lock().unwrap().entry(n).or_default() += 1;
+                    if n >= 100 {
+                        let _permit = gate.acquire().await;
+                    }
+                    Ok::<_, HandlerError>(n + 1000)
+                }
+            }),
+        );
+    }
+    let _accepted = accept_all(&bob, bob_incoming);
+    let to_bob = dial_bob(&alice_dialer, &alice, 3).await;
+    let mut events = to_bob.events();
+    assert!(to_bob.wait_for_path(TransportKind::WebRtc, BOUND).await);
+    for n in 0..5u32 {
+        let got: u32 = tokio::time::timeout(BOUND, to_bob.call("run", &n))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, n + 1000);
+    }
+
+    // A call in flight on WebRTC when the path goes: it has reached bob and waits there.
+    let webrtc = to_bob.current();
+    assert_eq!(webrtc.transport_kind(), TransportKind::WebRtc);
+    let in_flight = tokio::spawn(async move { webrtc.call::<_, u32>("run", &100u32).await });
+    tokio::time::timeout(BOUND, async {
+        while !runs.lock().unwrap().contains_key(&100) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the in-flight call reached bob");
+
+    cut.cut();
+    let before = wait_for_event(&mut events, HybridEvent::WebRtcDisconnected).await;
+    assert!(
+        before
+            .iter()
+            .all(|e| *e == HybridEvent::Path(TransportKind::WebRtc)),
+        "nothing but the move to WebRTC before the outage: {before:?}"
+    );
+    wait_for_event(&mut events, HybridEvent::Path(TransportKind::Relay)).await;
+    assert_eq!(to_bob.path(), TransportKind::Relay);
+    gate.add_permits(100);
+    let relayed_before = server.metrics().relay_bytes();
+    for n in 5..10u32 {
+        let got: u32 = tokio::time::timeout(BOUND, to_bob.call("run", &n))
+            .await
+            .expect("a call during the outage completes (over the relay)")
+            .unwrap();
+        assert_eq!(got, n + 1000);
+    }
+    // Every datagram of alice's link is still dropped: these calls went over the relay.
+    assert!(cut.is_cut());
+    assert!(server.metrics().relay_bytes() > relayed_before);
+    assert!(
+        !in_flight.is_finished(),
+        "the call in flight on WebRTC waits for its link (bob's reply cannot reach alice)"
+    );
+
+    cut.restore();
+    wait_for_event(&mut events, HybridEvent::WebRtcBack).await;
+    wait_for_event(&mut events, HybridEvent::Path(TransportKind::WebRtc)).await;
+    let got = tokio::time::timeout(BOUND, in_flight)
+        .await
+        .expect("the in-flight call completes once the link is back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, 1100);
+    for n in 10..15u32 {
+        assert_eq!(to_bob.path(), TransportKind::WebRtc);
+        let got: u32 = tokio::time::timeout(BOUND, to_bob.call("run", &n))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, n + 1000);
+    }
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 16, "calls 0-14 and 100 ran: {runs:?}");
+    assert!(
+        runs.values().all(|&count| count == 1),
+        "each call ran exactly once: {runs:?}"
+    );
 }

@@ -9,6 +9,11 @@
 //! caller's back (a handler may have side effects). Calls in flight on a WebRTC link that dies
 //! fail with the connection's error; the next call goes over the relay.
 //!
+//! A WebRTC link that loses its path (ICE `Disconnected`, an ICE restart under way, `Failed`)
+//! is not closed at once: it may come back, with its calls in flight intact. Meanwhile new
+//! calls go over the relay (when it is open), and they return to WebRTC when the link is
+//! connected again. [`HybridConnection::events`] reports each of these steps.
+//!
 //! The relay connection is kept, idle, while WebRTC carries the traffic rather than drained
 //! and closed: it costs one link id on the server and no traffic beyond keep-alives, and
 //! falling back to it needs no new handshake. Both paths carry the same verified identity; the
@@ -20,10 +25,67 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::webrtc::{DialError, Incoming, IncomingLinks, WebRtcDialer};
+use tokio::sync::{broadcast, watch};
+
+use super::webrtc::{DialError, Incoming, IncomingLinks, WebRtcDialer, check_identity};
+use crate::webrtc::LinkState;
 use crate::{Connection, DeviceInfo, Node, Role, RpcError, TransportKind};
+
+/// Events buffered per [`HybridEvents`] receiver; a receiver that falls further behind loses
+/// the oldest.
+const EVENT_BUFFER: usize = 64;
+
+/// What happens to the paths of a [`HybridConnection`] ([`HybridConnection::events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HybridEvent {
+    /// New calls now take this path: WebRTC once a link is verified or back, the relay while
+    /// WebRTC is down or gone.
+    Path(TransportKind),
+    /// The WebRTC link lost its path (ICE `Disconnected`); calls in flight on it wait for it
+    /// to return.
+    WebRtcDisconnected,
+    /// The WebRTC link is searching for a path again (an ICE restart, or the path checks
+    /// resumed).
+    WebRtcRestarting,
+    /// The WebRTC link is connected again; calls that waited on it go on.
+    WebRtcBack,
+    /// ICE failed on the WebRTC link; it may still come back by an ICE restart.
+    WebRtcFailed,
+    /// The WebRTC connection closed; its calls in flight failed.
+    WebRtcClosed,
+    /// The relay connection closed (it ends with the signaling connection).
+    RelayClosed,
+}
+
+/// The event stream of one [`HybridConnection`].
+#[derive(Debug)]
+pub struct HybridEvents {
+    rx: broadcast::Receiver<HybridEvent>,
+    closed: watch::Receiver<bool>,
+}
+
+impl HybridEvents {
+    /// The next event, or `None` once the hybrid connection is closed or dropped. A receiver
+    /// that fell more than 64 events behind skips the oldest.
+    pub async fn next(&mut self) -> Option<HybridEvent> {
+        // Each turn takes one event or skips a lag report; ends with the connection.
+        loop {
+            tokio::select! {
+                biased;
+                event = self.rx.recv() => match event {
+                    Ok(event) => return Some(event),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = stopped(&mut self.closed) => return None,
+            }
+        }
+    }
+}
 
 /// Settings of the dialling side of a hybrid connection.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +111,47 @@ struct Inner {
     /// dialled WebRTC alone); used when nothing better is open, so callers see its error.
     first: Connection,
     webrtc: watch::Sender<Option<Connection>>,
+    /// Whether the current WebRTC link has its path (ICE connected).
+    webrtc_connected: AtomicBool,
+    /// The path last reported as [`HybridEvent::Path`].
+    reported_path: Mutex<TransportKind>,
+    events: broadcast::Sender<HybridEvent>,
     closed: watch::Sender<bool>,
+}
+
+impl Inner {
+    fn new(relay: Option<Connection>, first: Connection) -> Self {
+        let path = first.transport_kind();
+        Self {
+            relay,
+            first,
+            webrtc: watch::channel(None).0,
+            webrtc_connected: AtomicBool::new(false),
+            reported_path: Mutex::new(path),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            closed: watch::channel(false).0,
+        }
+    }
+
+    fn emit(&self, event: HybridEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Wakes path watchers and reports the path if it changed.
+    fn path_may_have_changed(self: &Arc<Self>) {
+        self.webrtc.send_modify(|_| {});
+        let path = HybridConnection {
+            inner: Arc::clone(self),
+        }
+        .path();
+        let changed = {
+            let mut reported = self.reported_path.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *reported, path) != path
+        };
+        if changed {
+            self.emit(HybridEvent::Path(path));
+        }
+    }
 }
 
 /// One verified peer reachable over the relay and, when possible, WebRTC. Cheap to clone.
@@ -69,26 +171,25 @@ impl std::fmt::Debug for HybridConnection {
 
 impl HybridConnection {
     fn from_relay(relay: Connection) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                relay: Some(relay.clone()),
-                first: relay,
-                webrtc: watch::channel(None).0,
-                closed: watch::channel(false).0,
-            }),
-        }
+        let hybrid = Self {
+            inner: Arc::new(Inner::new(Some(relay.clone()), relay.clone())),
+        };
+        let weak = Arc::downgrade(&hybrid.inner);
+        tokio::spawn(async move {
+            relay.closed().await;
+            if let Some(inner) = weak.upgrade() {
+                inner.emit(HybridEvent::RelayClosed);
+                inner.path_may_have_changed();
+            }
+        });
+        hybrid
     }
 
-    fn from_webrtc(webrtc: Connection) -> Self {
+    fn from_webrtc(webrtc: Connection, state: watch::Receiver<LinkState>) -> Self {
         let hybrid = Self {
-            inner: Arc::new(Inner {
-                relay: None,
-                first: webrtc.clone(),
-                webrtc: watch::channel(None).0,
-                closed: watch::channel(false).0,
-            }),
+            inner: Arc::new(Inner::new(None, webrtc.clone())),
         };
-        hybrid.attach_webrtc(webrtc);
+        hybrid.attach_webrtc(webrtc, state);
         hybrid
     }
 
@@ -124,8 +225,9 @@ impl HybridConnection {
         Ok(hybrid)
     }
 
-    /// Uses `connection` for new calls while it is open (if it proves the same key).
-    fn attach_webrtc(&self, connection: Connection) {
+    /// Uses `connection` for new calls while it is open and its link (whose state `state`
+    /// follows) is connected, if it proves the same key as the relay.
+    fn attach_webrtc(&self, connection: Connection, mut state: watch::Receiver<LinkState>) {
         if let Some(relay) = &self.inner.relay
             && relay.remote().public_key != connection.remote().public_key
         {
@@ -133,28 +235,90 @@ impl HybridConnection {
             return;
         }
         let id = connection.id();
+        let connected = *state.borrow_and_update() == LinkState::Connected;
+        self.inner
+            .webrtc_connected
+            .store(connected, Ordering::Release);
         self.inner.webrtc.send_replace(Some(connection.clone()));
+        self.inner.path_may_have_changed();
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            connection.closed().await;
+            // Each turn handles one change of the link's state; ends when the connection
+            // closes, the link is gone or the hybrid connection is dropped.
+            loop {
+                tokio::select! {
+                    _ = connection.closed() => break,
+                    changed = state.changed() => {
+                        if changed.is_err() {
+                            connection.closed().await;
+                            break;
+                        }
+                    }
+                }
+                let now = *state.borrow_and_update();
+                let Some(inner) = weak.upgrade() else { return };
+                let is_current = inner.webrtc.borrow().as_ref().is_some_and(|c| c.id() == id);
+                if !is_current {
+                    return;
+                }
+                let was = inner
+                    .webrtc_connected
+                    .swap(now == LinkState::Connected, Ordering::AcqRel);
+                let event = match now {
+                    LinkState::Connected if !was => Some(HybridEvent::WebRtcBack),
+                    LinkState::Disconnected => Some(HybridEvent::WebRtcDisconnected),
+                    LinkState::Connecting => Some(HybridEvent::WebRtcRestarting),
+                    LinkState::Failed => Some(HybridEvent::WebRtcFailed),
+                    _ => None,
+                };
+                if let Some(event) = event {
+                    tracing::debug!(?event, "hybrid WebRTC path");
+                    inner.emit(event);
+                }
+                inner.path_may_have_changed();
+            }
             if let Some(inner) = weak.upgrade() {
-                inner.webrtc.send_if_modified(|c| match c {
+                let cleared = inner.webrtc.send_if_modified(|c| match c {
                     Some(current) if current.id() == id => {
                         *c = None;
                         true
                     }
                     _ => false,
                 });
+                if cleared {
+                    inner.webrtc_connected.store(false, Ordering::Release);
+                    inner.emit(HybridEvent::WebRtcClosed);
+                    inner.path_may_have_changed();
+                }
             }
         });
     }
 
-    /// The connection new calls go to: WebRTC while it is open, else the relay.
+    /// The connection new calls go to: WebRTC while its link is connected; the relay while
+    /// the WebRTC link is down (or gone), if the relay is open; otherwise the WebRTC
+    /// connection while it is open (its calls wait for the link to come back), else the
+    /// connection the hybrid was made with.
     pub fn current(&self) -> Connection {
-        let webrtc = self.inner.webrtc.borrow().clone();
-        match webrtc {
-            Some(w) if w.is_open() => w,
-            _ => self.inner.first.clone(),
+        let webrtc = self
+            .inner
+            .webrtc
+            .borrow()
+            .clone()
+            .filter(Connection::is_open);
+        let relay = self.inner.relay.as_ref().filter(|r| r.is_open());
+        match (webrtc, relay) {
+            (Some(w), _) if self.inner.webrtc_connected.load(Ordering::Acquire) => w,
+            (_, Some(r)) => r.clone(),
+            (Some(w), None) => w,
+            (None, None) => self.inner.first.clone(),
+        }
+    }
+
+    /// The events of this connection's paths from now on (see [`HybridEvent`]).
+    pub fn events(&self) -> HybridEvents {
+        HybridEvents {
+            rx: self.inner.events.subscribe(),
+            closed: self.inner.closed.subscribe(),
         }
     }
 
@@ -230,6 +394,22 @@ async fn stopped(closed: &mut watch::Receiver<bool>) {
     let _ = closed.wait_for(|c| *c).await;
 }
 
+/// Opens a WebRTC connection to `to` (as [`WebRtcDialer::connect`]) and returns it with a
+/// receiver of its link's state.
+async fn connect_webrtc(
+    dialer: &WebRtcDialer,
+    node: &Node,
+    to: &str,
+) -> Result<(Connection, watch::Receiver<LinkState>), DialError> {
+    let (key, transport) = dialer.open(to).await?;
+    let state = transport.link().state_changes();
+    let binding = transport.binding().await?;
+    let role = transport.handshake_role();
+    let connection = node.connect(Box::new(transport), role, binding).await?;
+    check_identity(&connection, to, Some(&key)).await?;
+    Ok((connection, state))
+}
+
 /// Opens WebRTC, uses it until it dies, and tries again, while the relay connection lives.
 async fn upgrade(
     inner: Weak<Inner>,
@@ -246,18 +426,18 @@ async fn upgrade(
     // whose links keep dying costs at most that many attempts too.
     for attempt in 1..=config.max_webrtc_attempts {
         let result = tokio::select! {
-            r = dialer.connect(&node, &to) => r,
+            r = connect_webrtc(&dialer, &node, &to) => r,
             _ = relay.closed() => return,
             _ = stopped(&mut closed) => return,
         };
         match result {
-            Ok(connection) => {
+            Ok((connection, state)) => {
                 let Some(strong) = inner.upgrade() else {
                     connection.close("hybrid connection dropped").await;
                     return;
                 };
                 tracing::debug!(peer = to, attempt, "moved to WebRTC");
-                HybridConnection { inner: strong }.attach_webrtc(connection.clone());
+                HybridConnection { inner: strong }.attach_webrtc(connection.clone(), state);
                 tokio::select! {
                     _ = connection.closed() => {
                         tracing::debug!(peer = to, "WebRTC lost; back on the relay");
@@ -313,6 +493,10 @@ impl HybridAcceptor {
         // Each turn consumes one incoming link; ends when the stream ends.
         while let Some(incoming) = self.incoming.next().await {
             let is_relay = matches!(incoming, Incoming::Relay { .. });
+            let state = match &incoming {
+                Incoming::WebRtc { transport, .. } => Some(transport.link().state_changes()),
+                _ => None,
+            };
             let connection = match incoming.accept(&self.node).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -333,9 +517,10 @@ impl HybridAcceptor {
                 .get(&key)
                 .and_then(Weak::upgrade)
                 .filter(|i| i.relay.as_ref().is_some_and(Connection::is_open));
+            let Some(state) = state else { continue };
             match existing {
-                Some(inner) => HybridConnection { inner }.attach_webrtc(connection),
-                None => return Some(HybridConnection::from_webrtc(connection)),
+                Some(inner) => HybridConnection { inner }.attach_webrtc(connection, state),
+                None => return Some(HybridConnection::from_webrtc(connection, state)),
             }
         }
         None

@@ -28,7 +28,7 @@ mod webrtc;
 pub(crate) mod wire;
 
 pub use client::{SignalingClient, SignalingEvents};
-pub use hybrid::{HybridAcceptor, HybridConfig, HybridConnection};
+pub use hybrid::{HybridAcceptor, HybridConfig, HybridConnection, HybridEvent, HybridEvents};
 pub use webrtc::{
     CONNECTION_ID_PREFIX, DialError, DialerConfig, Incoming, IncomingLinks, WebRtcDialer,
 };

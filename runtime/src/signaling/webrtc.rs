@@ -143,7 +143,7 @@ impl Incoming {
     }
 }
 
-async fn check_identity(
+pub(super) async fn check_identity(
     connection: &Connection,
     device_id: &str,
     public_key: Option<&str>,

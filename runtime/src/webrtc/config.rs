@@ -316,6 +316,9 @@ pub struct WebRtcConfig {
     /// store. Certificates are always verified: a `turns:` server whose certificate chains to
     /// none of these, or does not name the URL's host, gives no relay candidate.
     pub turn_tls_roots: Vec<Vec<u8>>,
+    /// A switch that cuts this link's path on demand ([`super::PathCut`]); `None` (the
+    /// default) for real use.
+    pub path_cut: Option<super::PathCut>,
 }
 
 /// The 64 characters ICE allows in a username fragment and password (`ice-char`, RFC 8839).
@@ -433,6 +436,7 @@ impl Default for WebRtcConfig {
             ice_restart: IceRestartPolicy::default(),
             ice_credentials: None,
             turn_tls_roots: Vec::new(),
+            path_cut: None,
         }
     }
 }

@@ -584,6 +584,7 @@ impl WebRtcLink {
             .with_runtime(Arc::new(TunedRuntime::new(
                 tuning.socket_recv_buffer,
                 tuning.socket_send_buffer,
+                config.path_cut.clone(),
             )))
             .with_handler(Arc::new(handler))
             .with_udp_addrs(config.bind_addrs.clone());

@@ -33,4 +33,5 @@ pub use link::{
 pub use priority::ChannelPriority;
 pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
 pub use signal::{IceCandidate, MAX_CANDIDATE_LEN, MAX_SIGNAL_LEN, Signal};
+pub use socket::PathCut;
 pub use transport::WebRtcTransport;

@@ -13,10 +13,88 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::IoSliceMut;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
 use ::webrtc::runtime::{
-    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
-    TokioRuntime,
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
+    TokioRuntime, Transmit,
 };
+
+/// A switch that cuts a link's network path: while it is cut, every UDP datagram the link
+/// sends is dropped and every datagram it receives is discarded, on every socket the link
+/// binds (including the fresh ones of an ICE restart). For tests and demonstrations of path
+/// loss on one machine, where no router can be unplugged. Cheap to clone; clones share the
+/// switch.
+#[derive(Debug, Clone, Default)]
+pub struct PathCut(Arc<AtomicBool>);
+
+impl PathCut {
+    /// A switch that lets traffic through.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cuts the path.
+    pub fn cut(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Lets traffic through again.
+    pub fn restore(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    /// Whether the path is cut.
+    pub fn is_cut(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A socket behind a [`PathCut`].
+#[derive(Debug)]
+struct CutSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    cut: PathCut,
+}
+
+impl AsyncUdpSocket for CutSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        if self.cut.is_cut() {
+            return Poll::Ready(Ok(transmit.contents.len()));
+        }
+        self.inner.poll_send(cx, transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        // Each turn consumes what the socket has queued; ends when it has nothing (Pending,
+        // which registered the waker) or the path is not cut.
+        loop {
+            match self.inner.poll_recv(cx, bufs, meta) {
+                Poll::Ready(Ok(_)) if self.cut.is_cut() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.inner.max_gso_segments()
+    }
+
+    fn max_gro_segments(&self) -> usize {
+        self.inner.max_gro_segments()
+    }
+}
 
 /// Tokio runtime with socket buffer sizes applied to every UDP socket.
 #[derive(Debug)]
@@ -24,14 +102,20 @@ pub(crate) struct TunedRuntime {
     inner: TokioRuntime,
     recv_buffer: Option<usize>,
     send_buffer: Option<usize>,
+    cut: Option<PathCut>,
 }
 
 impl TunedRuntime {
-    pub(crate) fn new(recv_buffer: Option<usize>, send_buffer: Option<usize>) -> Self {
+    pub(crate) fn new(
+        recv_buffer: Option<usize>,
+        send_buffer: Option<usize>,
+        cut: Option<PathCut>,
+    ) -> Self {
         Self {
             inner: TokioRuntime,
             recv_buffer,
             send_buffer,
+            cut,
         }
     }
 }
@@ -75,7 +159,14 @@ impl Runtime for TunedRuntime {
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         apply_buffer_sizes(&socket, self.recv_buffer, self.send_buffer);
-        self.inner.wrap_udp_socket(socket)
+        let socket = self.inner.wrap_udp_socket(socket)?;
+        Ok(match &self.cut {
+            Some(cut) => Arc::new(CutSocket {
+                inner: socket,
+                cut: cut.clone(),
+            }),
+            None => socket,
+        })
     }
 
     fn wrap_tcp_listener(
