@@ -157,10 +157,10 @@ suite_natlab() {
   ci_build
   PEERLINK=$CI_TARGET/peerlink NATLAB_PEER=$CI_TARGET/examples/natlab_peer \
     DELAYER=$CI_TARGET/examples/natlab_delay timeout 600 tests/natlab/matrix.sh </dev/null
-  # Faults under steady load: a 10 s link cut, a killed signaling server, a killed TURN
-  # server (tests/natlab/faults.sh; about 2 minutes).
+  # Faults under steady load: a 10 s link cut, a network change, a killed signaling server, a
+  # killed TURN server (tests/natlab/faults.sh; about 2.5 minutes).
   PEERLINK=$CI_TARGET/peerlink NATLAB_PEER=$CI_TARGET/examples/natlab_peer \
-    DELAYER=$CI_TARGET/examples/natlab_delay timeout 300 tests/natlab/faults.sh </dev/null
+    DELAYER=$CI_TARGET/examples/natlab_delay timeout 360 tests/natlab/faults.sh </dev/null
 }
 
 # The uniffi library for Swift and Kotlin, built unstripped (the dev profile keeps the symbols
