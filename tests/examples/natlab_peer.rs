@@ -9,7 +9,7 @@
 //! ```text
 //! natlab_peer --server URL --device ID --room ROOM [--to DEVICE] [--bytes N]
 //!             [--turn rest|none|lt:URL:USER:PASS] [--webrtc-wait S] [--seconds S] [--seed N]
-//!             [--ice-check-ms MS] [--policy all|relay]
+//!             [--ice-check-ms MS] [--policy all|relay] [--turn-ca FILE]
 //!             [--steady S] [--chunk BYTES] [--call-timeout S] [--redials N]
 //! ```
 //!
@@ -21,6 +21,7 @@
 //! TURN server with a long-term user; `none` no STUN or TURN at all. `--webrtc-wait` is how
 //! long the dialer waits for WebRTC before transferring over whatever path it has.
 //! `--policy relay` offers only TURN relay candidates (the path through coturn, forced).
+//! `--turn-ca FILE` trusts the DER CA certificate in FILE for `turns:` servers (the lab's CA).
 //!
 //! `--steady S` (dialer) replaces the one large call with steady load for S seconds: calls
 //! `seq` one after another, each numbered and carrying `--chunk` seeded bytes, on whatever
@@ -66,6 +67,7 @@ struct Args {
     seed: u64,
     ice_check_ms: Option<u64>,
     relay_only: bool,
+    turn_ca: Option<String>,
     steady: u64,
     chunk: usize,
     call_timeout: u64,
@@ -85,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 1,
         ice_check_ms: None,
         relay_only: false,
+        turn_ca: None,
         steady: 0,
         chunk: 16 << 10,
         call_timeout: 30,
@@ -105,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => a.seconds = num(&v)?,
             "--seed" => a.seed = num(&v)?,
             "--ice-check-ms" => a.ice_check_ms = Some(num(&v)?),
+            "--turn-ca" => a.turn_ca = Some(v),
             "--policy" => {
                 a.relay_only = match v.as_str() {
                     "all" => false,
@@ -208,6 +212,9 @@ async fn run(args: &Args) -> Result<bool, BoxError> {
         ice_servers: ice_servers(&client, &args.turn).await?,
         ..WebRtcConfig::default()
     };
+    if let Some(path) = &args.turn_ca {
+        webrtc.turn_tls_roots = vec![std::fs::read(path).map_err(|e| format!("{path}: {e}"))?];
+    }
     if args.relay_only {
         webrtc.ice_transport_policy = IceTransportPolicy::Relay;
     }

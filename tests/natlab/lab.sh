@@ -63,6 +63,7 @@ NATLAB_HOST_A=10.0.1.2
 NATLAB_HOST_B=10.0.2.2
 NATLAB_WAN_A=198.18.0.11
 NATLAB_WAN_B=198.18.0.12
+NATLAB_TURN_CA=$STATE/ca.der
 INFO
 }
 
@@ -293,9 +294,16 @@ NFT
   done
   set_nat a "$mode_a"
   set_nat b "$mode_b"
-  # Certificate for the TLS listeners.
+  # Certificates for the TLS listeners: a lab CA (ca.der, what peers are told to trust) and a
+  # server certificate from it for both coturn addresses.
   timeout "$T" openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=turn.natlab" -keyout "$STATE/key.pem" -out "$STATE/cert.pem" >/dev/null 2>&1
+    -subj "/CN=natlab CA" -keyout "$STATE/ca.key" -out "$STATE/ca.pem" >/dev/null 2>&1
+  timeout "$T" openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=turn.natlab" -keyout "$STATE/key.pem" -out "$STATE/cert.csr" >/dev/null 2>&1
+  printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:198.18.0.2,IP:198.18.0.3\n' >"$STATE/cert.ext"
+  timeout "$T" openssl x509 -req -in "$STATE/cert.csr" -CA "$STATE/ca.pem" -CAkey "$STATE/ca.key" \
+    -CAcreateserial -days 2 -extfile "$STATE/cert.ext" -out "$STATE/cert.pem" >/dev/null 2>&1
+  timeout "$T" openssl x509 -in "$STATE/ca.pem" -outform der -out "$STATE/ca.der"
   turn_conf turn-rest 198.18.0.2 "use-auth-secret
 static-auth-secret=$TURN_SECRET"
   turn_conf turn-lt 198.18.0.3 "lt-cred-mech

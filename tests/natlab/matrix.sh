@@ -15,10 +15,11 @@
 # Expected path (dialer behind router a, acceptor behind router b):
 #   direct   WebRTC, neither selected candidate a TURN relay: cone/cone, full with anything that
 #            sends UDP, symmetric/full
-#   turn     WebRTC through coturn: symmetric/symmetric, symmetric/cone
-#   server   the signaling server's relay (WebSocket): udpblock or tcp443 on either side (the
-#            engine has no TURN over TCP or TLS), and whenever WebRTC finds no path (noturn
-#            with a symmetric NAT)
+#   turn     WebRTC through coturn: symmetric/symmetric, symmetric/cone, and udpblock or tcp443
+#            on either side (such a side reaches coturn by TURN over TCP on 3478 or over TLS on
+#            443; the relayed side is UDP)
+#   server   the signaling server's relay (WebSocket): whenever WebRTC finds no path (noturn
+#            with a symmetric NAT, udpblock or tcp443)
 #
 # Environment: PEERLINK, NATLAB_PEER (default target/ci/examples/natlab_peer), DELAYER (see
 # lab.sh), NATLAB_BYTES (default 8 MiB), NATLAB_ID (the lab's run id, default m<pid>; see
@@ -59,11 +60,12 @@ fi
 
 expected() { # expected MODE_A MODE_B VARIANT
   local a=$1 b=$2 v=$3
-  case "$a $b" in *udpblock*|*tcp443*) echo server; return ;; esac
   if [ "$v" = noturn ]; then
     # Without STUN only host candidates exist; no two private networks reach each other.
     echo server; return
   fi
+  # A side without UDP out has only its relay candidate (TURN over TCP or TLS).
+  case "$a $b" in *udpblock*|*tcp443*) echo turn; return ;; esac
   if [ "$a" = full ] || [ "$b" = full ] || [ "$a $b" = "cone cone" ]; then echo direct; else echo turn; fi
 }
 
@@ -98,11 +100,12 @@ for c in "${cases[@]}"; do
   wait=35
   out_dir=$(mktemp -d)
   timeout 170 "$LAB" "$ID" exec b "$PEER" --server "$(url_for "$mb")" --device "b$n" --room "r$n" \
-    --turn "$turn" --seconds 150 >"$out_dir/b.out" 2>"$out_dir/b.err" &
+    --turn "$turn" --turn-ca "$NATLAB_TURN_CA" --seconds 150 >"$out_dir/b.out" 2>"$out_dir/b.err" &
   bpid=$!
   set +e
   timeout 170 "$LAB" "$ID" exec a "$PEER" --server "$(url_for "$ma")" --device "a$n" --room "r$n" \
-    --to "b$n" --turn "$turn" --bytes "$BYTES" --webrtc-wait "$wait" --seconds 150 --seed "$n" \
+    --to "b$n" --turn "$turn" --turn-ca "$NATLAB_TURN_CA" --bytes "$BYTES" --webrtc-wait "$wait" \
+    --seconds 150 --seed "$n" \
     >"$out_dir/a.out" 2>"$out_dir/a.err"
   arc=$?
   wait "$bpid"; brc=$?
