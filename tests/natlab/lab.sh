@@ -329,11 +329,20 @@ impair() {
   [ $# = 4 ] || die "impair a|b DELAY_MS JITTER_MS LOSS_PCT SEED | off"
   [ -x "$DELAYER" ] || die "no delayer binary at $DELAYER (set DELAYER)"
   impair "$side" off
-  start_bg "delay-$side" "r$side" "$DELAYER" --queue "$q" --delay-ms "$1" --jitter-ms "$2" \
-    --loss-percent "$3" --seed "$4" --seconds "${NATLAB_IMPAIR_SECONDS:-900}"
-  # Wait until the delayer has bound its queue (it says so on its first line).
-  for _ in $(seq 1 200); do grep -q '^bound' "$STATE/delay-$side.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q '^bound' "$STATE/delay-$side.log" || die "delayer did not start: $(cat "$STATE/delay-$side.log")"
+  # Wait until the delayer has bound its queue (it says so on its first line). On a loaded
+  # machine a start has been seen to print nothing for the whole wait (cause unknown): such a
+  # start is stopped and tried again, at most three times, before the lab gives up.
+  local attempt
+  for attempt in 1 2 3; do
+    start_bg "delay-$side" "r$side" "$DELAYER" --queue "$q" --delay-ms "$1" --jitter-ms "$2" \
+      --loss-percent "$3" --seed "$4" --seconds "${NATLAB_IMPAIR_SECONDS:-900}"
+    for _ in $(seq 1 200); do grep -q '^bound' "$STATE/delay-$side.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q '^bound' "$STATE/delay-$side.log" && break
+    echo "lab: delayer $side did not start (attempt $attempt): $(cat "$STATE/delay-$side.log")" >&2
+    cp "$STATE/delay-$side.log" "$STATE/delay-$side.failed-$attempt.log" 2>/dev/null || true
+    stop_bg "delay-$side"
+  done
+  grep -q '^bound' "$STATE/delay-$side.log" 2>/dev/null || die "delayer did not start after 3 attempts"
   # Raw prerouting sees every packet before conntrack and NAT, in both directions; bypass
   # lets packets through unharmed if the delayer is gone. (iptables' NFQUEUE target: nft's own
   # queue statement needs nft_queue, which this kernel lacks.)
