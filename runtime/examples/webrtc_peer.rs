@@ -4,7 +4,7 @@
 //! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench|chat]
 //!             [--bulk-mib 16] [--msg 65536] [--rtt 200] [--pair]
 //!             [--no-pacing] [--pacing-initial BYTES] [--pacing-min BYTES] [--send-limit BYTES]
-//!             [--codes]
+//!             [--codes] [--sctp-cc standard|rate]
 //! ```
 //!
 //! Standard output carries one JSON object per line: `{"signal": <simple-peer signal>}` for the
@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use peerlink::webrtc::compact::{CompactSignal, code_from_signal, signal_from_code};
 use peerlink::webrtc::{
-    ChannelOptions, ChannelReceiver, ChannelSender, Signal, WebRtcChannel, WebRtcConfig,
-    WebRtcEvent, WebRtcLink, WebRtcRole,
+    ChannelOptions, ChannelReceiver, ChannelSender, SctpCongestionControl, Signal, WebRtcChannel,
+    WebRtcConfig, WebRtcEvent, WebRtcLink, WebRtcRole,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -58,6 +58,8 @@ struct Opts {
     pacing_min: Option<usize>,
     send_limit: Option<usize>,
     codes: bool,
+    /// SCTP congestion controller (`None`: the runtime's default).
+    sctp_cc: Option<SctpCongestionControl>,
     chat: bool,
 }
 
@@ -76,6 +78,7 @@ fn parse_args() -> Result<Opts, String> {
         pacing_min: None,
         send_limit: None,
         codes: false,
+        sctp_cc: None,
         chat: false,
     };
     let mut it = args.iter();
@@ -105,6 +108,13 @@ fn parse_args() -> Result<Opts, String> {
             "--pair" => opts.pair = true,
             "--codes" => opts.codes = true,
             "--no-pacing" => opts.pacing = false,
+            "--sctp-cc" => {
+                opts.sctp_cc = Some(match value()?.as_str() {
+                    "standard" => SctpCongestionControl::Standard,
+                    "rate" => SctpCongestionControl::RateBased,
+                    other => return Err(format!("--sctp-cc: standard or rate, not {other}")),
+                })
+            }
             "--pacing-initial" => {
                 opts.pacing_initial = Some(
                     value()?
@@ -559,6 +569,9 @@ async fn make_link(
         ..WebRtcConfig::default()
     };
     config.tuning.max_message_size = config.tuning.max_message_size.max(opts.msg as u32);
+    if let Some(cc) = opts.sctp_cc {
+        config.tuning.sctp_congestion_control = cc;
+    }
     if !opts.pacing {
         config.tuning.send_pacing = None;
     }
