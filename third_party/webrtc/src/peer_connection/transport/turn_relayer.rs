@@ -37,6 +37,7 @@ static NEXT_TURN_STREAM_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 struct PendingStream {
     url: String,
+    host: String,
     server_addr: SocketAddr,
     username: String,
     password: String,
@@ -62,6 +63,11 @@ struct PendingPermission {
 struct ManagedTurnClient {
     client: TurnClient,
     url: String,
+    /// peerlink: the server's host as the URL names it, and whether the client talks to it
+    /// over a TCP/TLS stream (see `poll_event`: a stream relay is pruned when the same server
+    /// already gave a UDP one).
+    host: String,
+    over_stream: bool,
     allocate_tid: rtc::stun::message::TransactionId,
     local_addr: SocketAddr,
     relay_addr: Option<SocketAddr>,
@@ -341,6 +347,7 @@ impl RTCTurnRelayer {
                         id,
                         PendingStream {
                             url: url.to_string(),
+                            host: url.host.clone(),
                             server_addr,
                             username: url.username.clone(),
                             password: url.password.clone(),
@@ -398,6 +405,8 @@ impl RTCTurnRelayer {
                         ManagedTurnClient {
                             client,
                             url: url.to_string(),
+                            host: url.host.clone(),
+                            over_stream: false,
                             allocate_tid,
                             local_addr: *local_addr,
                             relay_addr: None,
@@ -506,6 +515,8 @@ impl RTCTurnRelayer {
                     ManagedTurnClient {
                         client,
                         url: pending.url,
+                        host: pending.host,
+                        over_stream: true,
                         allocate_tid,
                         local_addr: four_tuple.local_addr,
                         relay_addr: None,
@@ -857,6 +868,14 @@ impl Protocol<TaggedBytesMut, TaggedBytesMut, RTCTurnRelayEventIn> for RTCTurnRe
             let mut pending_flush: Vec<(SocketAddr, SocketAddr)> = vec![];
             let mut pending_drop: Vec<(SocketAddr, SocketAddr)> = vec![];
             let mut read_msgs: Vec<TaggedBytesMut> = vec![];
+            let mut prune = false;
+            // peerlink: servers that already gave a relay over UDP.
+            let udp_relayed: Vec<String> = self
+                .clients
+                .values()
+                .filter(|c| !c.over_stream && c.relay_addr.is_some())
+                .map(|c| c.host.clone())
+                .collect();
 
             if let Some(managed_client) = self.clients.get_mut(&four_tuple) {
                 while let Some(event) = managed_client.client.poll_event() {
@@ -867,6 +886,24 @@ impl Protocol<TaggedBytesMut, TaggedBytesMut, RTCTurnRelayEventIn> for RTCTurnRe
                             managed_client.relay_addr = Some(relay_addr);
                             managed_client.gather_finished = true;
                             self.relay_addrs.insert(relay_addr, four_tuple);
+                            // peerlink: like a browser's TURN port pruning, a relay over TCP or
+                            // TLS is dropped (and its allocation released) when the same server
+                            // already gave one over UDP: it would only add a slower copy of
+                            // that path, and its extra pairs let a relayed pair win the race
+                            // against a direct one (NAT lab, symmetric/full cone). Where UDP is
+                            // blocked the UDP allocation never succeeds and the stream relay is
+                            // kept.
+                            if managed_client.over_stream
+                                && udp_relayed.contains(&managed_client.host)
+                            {
+                                debug!(
+                                    "TURN relay {} over a stream via {} pruned: the server gave a UDP relay",
+                                    relay_addr, managed_client.url
+                                );
+                                prune = true;
+                                gathered_complete = true;
+                                continue;
+                            }
                             local_candidate = Some(Self::build_local_candidate(
                                 relay_addr,
                                 managed_client.local_addr,
@@ -932,6 +969,9 @@ impl Protocol<TaggedBytesMut, TaggedBytesMut, RTCTurnRelayEventIn> for RTCTurnRe
                 }
             }
 
+            if prune {
+                self.remove_client(four_tuple, true);
+            }
             for (relay_addr, peer_addr) in pending_flush {
                 self.flush_pending_packets(relay_addr, peer_addr);
             }
