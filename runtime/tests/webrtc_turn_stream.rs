@@ -182,7 +182,11 @@ async fn relayed_transfer(config: WebRtcConfig, leg: &str, turn: &Coturn) {
         // The relayed side is UDP; the leg to the TURN server is the stream.
         assert_eq!(local.protocol, "udp");
         assert_eq!(local.relay_protocol.as_deref(), Some(leg), "local {local}");
-        assert!(path.bytes_sent > 256 * 1024, "{} bytes sent", path.bytes_sent);
+        assert!(
+            path.bytes_sent > 256 * 1024,
+            "{} bytes sent",
+            path.bytes_sent
+        );
     }
     pair.close().await;
 }
