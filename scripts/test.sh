@@ -77,6 +77,7 @@ install_system_packages() {
   have chromium || missing+=(chromium)
   [ -f /usr/share/java/jna.jar ] || missing+=(libjna-java)
   # The NAT lab (natlab suite): TURN servers, NAT routers, the NFQUEUE rules of the delayer.
+  # coturn also serves the rust suite's TURN-over-TCP/TLS test (runtime/tests/webrtc_turn_stream.rs).
   have turnserver || missing+=(coturn)
   have nft || missing+=(nftables)
   have iptables || missing+=(iptables)
