@@ -305,6 +305,20 @@ impl WebRtcDialer {
         Ok(connection)
     }
 
+    /// Connects `node` to device `to` through the signaling server's relay instead of WebRTC:
+    /// the server forwards the (end-to-end encrypted) link, the handshake runs as initiator and
+    /// the peer must prove the device id the server authenticated. The peer's dialer takes the
+    /// link only with [`DialerConfig::accept_relay`].
+    pub async fn connect_relay(&self, node: &Node, to: &str) -> Result<Connection, DialError> {
+        let link = self.client().open_relay(to).await?;
+        let binding = link.binding();
+        let connection = node
+            .connect(Box::new(link), crate::Role::Initiator, binding)
+            .await?;
+        check_identity(&connection, to, None).await?;
+        Ok(connection)
+    }
+
     fn register(
         &self,
         peer: &str,
