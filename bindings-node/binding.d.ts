@@ -142,6 +142,27 @@ export declare class ConnectionManager {
   addGroup(groupId: string): void
   /** Leaves group `groupId`. */
   removeGroup(groupId: string): void
+  /**
+   * Registers `handler(args, ctx)` as the group handler `name` of `groupId`: it answers
+   * `broadcastGroup(groupId, name, …)` from other members, now and later.
+   */
+  exposeGroup(groupId: string, name: string, handler: (args: any, ctx: RequestContext) => unknown): void
+  /**
+   * Calls the group handler `name` on every other member of `groupId`: directly in a
+   * mesh-sized group, through the elected hub in a larger one. Resolves with the device ids
+   * whose handler ran (not retried: a broadcast sent while the hub fails may reach nobody).
+   */
+  broadcastGroup(groupId: string, name: string, args?: unknown): Promise<string[]>
+  /**
+   * Sets the roster of `groupId` (device ids): the hub is elected among its live members
+   * once the group is larger than a mesh.
+   */
+  setGroupMembers(groupId: string, members: Array<string>): void
+  /**
+   * This device's role in `groupId`'s broadcast tree: `{ role: 'mesh' | 'hub' | 'alone' }`
+   * or `{ role: 'spoke', hub }`.
+   */
+  hubRole(groupId: string): { role: 'mesh' | 'hub' | 'spoke' | 'alone', hub?: string }
   /** Turns on the upgrade to direct WebRTC links, signalled over the current connection. */
   enableWebrtcUpgrade(options?: UpgradeOptions | undefined | null): void
   /**
@@ -160,6 +181,73 @@ export declare class ConnectionManager {
    */
   close(): Promise<void>
   /** `await using manager = …` closes it. */
+  [globalThis.Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * One data channel of a `WebRtcLink`, next to its `peerlink` channel: messages of Buffers,
+ * with the options it was created with (ordered, partial reliability, priority).
+ */
+export declare class DataChannel {
+  /** The channel's label. */
+  get label(): string
+  /**
+   * `very-low`, `low`, `medium` or `high`: the priority it was created with, or for a
+   * channel the peer opened, the one in the peer's channel-open message.
+   */
+  get priority(): 'very-low' | 'low' | 'medium' | 'high'
+  /** The largest message the peer accepts. */
+  get maxMessageSize(): number
+  /** Resolves once the channel is open; rejects with `closed` if it closes first. */
+  opened(): Promise<void>
+  /**
+   * Sends one message (copied); waits while the link's pacing or a channel of higher
+   * priority holds it back. Rejects with `too_large` past `maxMessageSize`.
+   */
+  send(data: Uint8Array | ArrayBuffer): Promise<void>
+  /** The next message, or `null` once the channel is closed and drained. */
+  recv(): Promise<Buffer | null>
+  /** Bytes handed to `send` and not yet acknowledged by the peer. */
+  bufferedAmount(): Promise<number>
+  /** Closes the channel (the link stays up). */
+  close(): Promise<void>
+  /** `await using channel = …` closes it. */
+  [globalThis.Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * One peer reachable over the server relay and, when a direct link opens, WebRTC (the Rust
+ * `HybridConnection`): new calls take the best open path (`current`).
+ */
+export declare class HybridConnection {
+  /** The connection new calls go to: WebRTC while it is open, else the relay. */
+  get current(): Connection
+  /** The path new calls take now (`relay` or `webrtc`). */
+  get path(): string
+  /** The relay connection, if this side has one. */
+  get relay(): Connection | null
+  /** The WebRTC connection while it is up. */
+  get webrtc(): Connection | null
+  /** The verified peer. */
+  get remote(): DeviceInfo
+  /** Whether any path is open. */
+  get isOpen(): boolean
+  /**
+   * Waits (at most `timeoutMs`) until new calls take `path` (`relay` or `webrtc`);
+   * resolves with whether they do.
+   */
+  waitForPath(path: 'relay' | 'webrtc', timeoutMs: number): Promise<boolean>
+  /**
+   * Calls `callback(event)` for every event of the connection's paths (`{ type: 'path',
+   * path }` when new calls move to `webrtc` or back to `relay`; `webrtcDisconnected`,
+   * `webrtcRestarting`, `webrtcBack`, `webrtcFailed`, `webrtcClosed`, `relayClosed`),
+   * replacing any previous callback. The first callback also gets the events since the
+   * connection was made. Does not keep the process alive; released by `close()`.
+   */
+  onEvent(callback: (event: HybridEventInfo) => void): void
+  /** Closes both paths, stops trying WebRTC and releases the event callback. */
+  close(reason?: string | undefined | null): Promise<void>
+  /** `await using hybrid = …` closes it. */
   [globalThis.Symbol.asyncDispose](): Promise<void>
 }
 
@@ -336,6 +424,27 @@ export declare class WebRtcDialer {
    */
   acceptAll(node: Node): void
   /**
+   * Connects `node` to device `deviceId` through the signaling server's relay instead of
+   * WebRTC (the server forwards the end-to-end encrypted link): for networks where no
+   * direct path opens. The peer's dialer needs `acceptRelay`. Rejects with
+   * `identity_mismatch` if the peer is not the device the server authenticated.
+   */
+  connectRelay(node: Node, deviceId: string): Promise<Connection>
+  /**
+   * Connects `node` to device `deviceId` in hybrid mode: over the relay at once, then
+   * WebRTC in the background; new calls move to WebRTC once it is verified and back to the
+   * relay while it is down (`onEvent`). The peer's dialer needs `acceptRelay` and takes
+   * the connection with `acceptHybrid`.
+   */
+  connectHybrid(node: Node, deviceId: string, options?: HybridOptions | undefined | null): Promise<HybridConnection>
+  /**
+   * The next device that connected in hybrid mode (or over the relay or WebRTC alone),
+   * accepted on `node`; its later WebRTC link joins the same `HybridConnection`. `null`
+   * once the client is closed. The first call binds the dialer to `node` and to hybrid
+   * accepting (`accept` and `acceptAll` then fail with `invalid_state`).
+   */
+  acceptHybrid(node: Node): Promise<HybridConnection | null>
+  /**
    * Closes the signaling client (links already verified stay open) and releases the
    * event callback.
    */
@@ -379,6 +488,26 @@ export declare class WebRtcLink {
    * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
    */
   connect(node: Node, timeoutMs?: number | undefined | null): Promise<Connection>
+  /**
+   * Opens another data channel on the link with its own options (ordered, partial
+   * reliability, priority). The offerer may call it before `start()`; after the link is
+   * up either side may, and the peer receives it from `acceptChannel()`. The label
+   * `peerlink` is taken by the link's own channel (`invalid_argument`).
+   */
+  createChannel(label: string, options?: ChannelOptions | undefined | null): Promise<DataChannel>
+  /**
+   * The next data channel the peer opened (other than `peerlink`), or `null` once the
+   * link is closed.
+   */
+  acceptChannel(): Promise<DataChannel | null>
+  /**
+   * Restarts ICE now (new credentials, new candidates; the link and its channels stay
+   * up): the offerer sends a new offer, the answerer asks the offerer for one. Rejects
+   * with `closed` once the link is closed.
+   */
+  restartIce(): Promise<void>
+  /** ICE restarts this side started or asked for. */
+  get iceRestarts(): number
   /** Closes the peer connection and releases the callbacks. */
   close(): Promise<void>
   /** `await using link = …` closes it. */
@@ -389,6 +518,25 @@ export declare class WebRtcLink {
 export interface CallOptions {
   /** Overrides the node's `callTimeoutMs` for this call. */
   timeoutMs?: number
+}
+
+/** Options of one data channel (the browser's `RTCDataChannelInit`; the Rust `ChannelOptions`). */
+export interface ChannelOptions {
+  /** Deliver in order (default true). */
+  ordered?: boolean
+  /** Give up on a message after this many retransmissions (partial reliability). */
+  maxRetransmits?: number
+  /** Give up on a message after this many milliseconds (partial reliability). */
+  maxPacketLifeTime?: number
+  /** Sub-protocol name carried in the channel-open message. */
+  protocol?: string
+  /** Pre-negotiated stream id: both sides create the channel with the same id. */
+  negotiated?: number
+  /**
+   * `very-low`, `low` (default), `medium` or `high`: carried to the peer in the
+   * channel-open message; this side's sends on the link are scheduled by it.
+   */
+  priority?: 'very-low' | 'low' | 'medium' | 'high'
 }
 
 /** Why a connection closed. */
@@ -491,6 +639,11 @@ export interface DialerOptions {
   webrtc?: WebRtcOptions
   /** How long a link may take from the offer to an open channel (default 20 000 ms). */
   openTimeoutMs?: number
+  /**
+   * Take the relay links other devices open through the server (`connectRelay`,
+   * `connectHybrid`) as incoming links too (default false: they are refused).
+   */
+  acceptRelay?: boolean
 }
 
 /**
@@ -498,6 +651,37 @@ export interface DialerOptions {
  * package's `encodeMessage(name, value)` encodes the value in JavaScript and calls this once.
  */
 export declare function encodeMessageBytes(name: string, body: Uint8Array): Buffer
+
+/** A device's role in a group's broadcast tree (`manager.hubRole(groupId)`). */
+export interface HubRoleInfo {
+  /** `mesh`, `hub`, `spoke` or `alone`. */
+  role: string
+  /** `spoke`: the hub's device id. */
+  hub?: string
+}
+
+/**
+ * Something that happened to a hybrid connection's paths (`type`: `path`,
+ * `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`, `webrtcFailed`, `webrtcClosed`,
+ * `relayClosed`).
+ */
+export interface HybridEventInfo {
+  /** The kind of event. */
+  type: string
+  /** `path`: the path new calls take now (`relay` or `webrtc`). */
+  path?: string
+}
+
+/** Options of `dialer.connectHybrid(node, deviceId, options)`. */
+export interface HybridOptions {
+  /**
+   * Wait between failed WebRTC attempts, and after a WebRTC link dies before trying again
+   * (default 5 000 ms).
+   */
+  retryDelayMs?: number
+  /** WebRTC attempts before staying on the relay for good (default 3; 0: never try). */
+  maxWebrtcAttempts?: number
+}
 
 /** One STUN or TURN server, as in the browser's `RTCIceServer`. */
 export interface IceServer {
@@ -674,26 +858,6 @@ export interface SignalingOptions {
   connectTimeoutMs?: number
   /** Deadline for a request's reply (default 10 000 ms). */
   requestTimeoutMs?: number
-}
-
-/** Peers trust levels (a level below 0 refuses the link). */
-export declare const enum TrustLevel {
-  /** Known bad actor. */
-  Malicious = -20,
-  /** Not trusted; the link is refused. */
-  Untrusted = -10,
-  /** Nothing known; the link is allowed. */
-  Unknown = 0,
-  /** A user seen for the first time. */
-  NewUser = 10,
-  /** A new device of a known user. */
-  NewDevice = 20,
-  /** Seen long enough to be known. */
-  Known = 30,
-  /** Explicitly trusted. */
-  Trusted = 50,
-  /** One of our own devices (Peers calls it `Self`). */
-  Own = 100,
 }
 
 /** Options of `manager.enableWebrtcUpgrade(options)`. */

@@ -19,6 +19,22 @@ function decodeMessage(data) {
   return { name, value: msgpack.decode(body) }
 }
 
+/**
+ * The Peers trust levels, as the Rust `TrustLevel` constants (a level below 0 refuses the
+ * link). `Self` is one of this user's own devices.
+ */
+const TrustLevel = Object.freeze({
+  Malicious: -20,
+  Untrusted: -10,
+  Unknown: 0,
+  NewUser: 10,
+  NewDevice: 20,
+  Known: 30,
+  Trusted: 50,
+  Self: 100,
+})
+
 module.exports = binding
+module.exports.TrustLevel = TrustLevel
 module.exports.encodeMessage = encodeMessage
 module.exports.decodeMessage = decodeMessage

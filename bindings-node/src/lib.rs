@@ -27,6 +27,7 @@ pub use compact::{CodeAnswer, CodeOffer, CodeOptions, create_code_answer, create
 pub use connection::{CallOptions, CloseInfo, Connection, RecvStream, SendStream};
 pub use identity::{DeviceInfo, Identity};
 pub use node::{ListenOptions, Listener, Node, NodeOptions};
+pub use signaling::HybridEventInfo;
 
 /// The second argument of every handler.
 #[napi(object, object_from_js = false)]
@@ -45,26 +46,4 @@ pub struct RequestContext {
 #[napi]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
-}
-
-/// Peers trust levels (a level below 0 refuses the link).
-#[napi]
-#[derive(Debug)]
-pub enum TrustLevel {
-    /// Known bad actor.
-    Malicious = -20,
-    /// Not trusted; the link is refused.
-    Untrusted = -10,
-    /// Nothing known; the link is allowed.
-    Unknown = 0,
-    /// A user seen for the first time.
-    NewUser = 10,
-    /// A new device of a known user.
-    NewDevice = 20,
-    /// Seen long enough to be known.
-    Known = 30,
-    /// Explicitly trusted.
-    Trusted = 50,
-    /// One of our own devices (Peers calls it `Self`).
-    Own = 100,
 }

@@ -280,6 +280,25 @@ fn log_failure(thrown: crate::bridge::Thrown) {
     tracing::warn!(message = %thrown.message, "a manager event callback failed");
 }
 
+/// A device's role in a group's broadcast tree (`manager.hubRole(groupId)`).
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct HubRoleInfo {
+    /// `mesh`, `hub`, `spoke` or `alone`.
+    pub role: String,
+    /// `spoke`: the hub's device id.
+    pub hub: Option<String>,
+}
+
+impl HubRoleInfo {
+    fn new(role: &str, hub: Option<String>) -> Self {
+        Self {
+            role: role.to_owned(),
+            hub,
+        }
+    }
+}
+
 /// Keeps one connection per remote device of a node (the better path wins; the old one
 /// drains), calls devices by id, runs groups and upgrades links to direct WebRTC.
 #[napi]
@@ -513,6 +532,71 @@ impl ConnectionManager {
     #[napi]
     pub fn remove_group(&self, group_id: String) {
         self.inner.remove_group(&group_id);
+    }
+
+    /// Registers `handler(args, ctx)` as the group handler `name` of `groupId`: it answers
+    /// `broadcastGroup(groupId, name, …)` from other members, now and later.
+    #[napi(
+        ts_args_type = "groupId: string, name: string, handler: (args: any, ctx: RequestContext) => unknown"
+    )]
+    pub fn expose_group(
+        &self,
+        group_id: String,
+        name: String,
+        handler_fn: Function<'_, Unknown<'static>, Unknown<'static>>,
+    ) -> napi::Result<()> {
+        let handler =
+            crate::handler::handler(crate::handler::handler_callback(&handler_fn, false)?, false);
+        self.inner.expose_group(&group_id, &name, handler);
+        Ok(())
+    }
+
+    /// Calls the group handler `name` on every other member of `groupId`: directly in a
+    /// mesh-sized group, through the elected hub in a larger one. Resolves with the device ids
+    /// whose handler ran (not retried: a broadcast sent while the hub fails may reach nobody).
+    #[napi(
+        ts_args_type = "groupId: string, name: string, args?: unknown",
+        ts_return_type = "Promise<string[]>"
+    )]
+    pub fn broadcast_group(
+        &self,
+        env: Env,
+        group_id: String,
+        name: String,
+        args: Option<Unknown<'_>>,
+    ) -> napi::Result<sys::napi_value> {
+        let body = encode_args(&env, args);
+        let manager = self.inner.clone();
+        promise(&env, async move {
+            let body = body?;
+            let value = rmpv::decode::read_value(&mut &body[..])
+                .map_err(|e| Failure::new("encode", format!("cannot encode arguments: {e}")))?;
+            let reached = manager
+                .broadcast_group(&group_id, &name, &value)
+                .await
+                .map_err(manager_failure)?;
+            Ok(Native(reached))
+        })
+    }
+
+    /// Sets the roster of `groupId` (device ids): the hub is elected among its live members
+    /// once the group is larger than a mesh.
+    #[napi]
+    pub fn set_group_members(&self, group_id: String, members: Vec<String>) {
+        self.inner.set_group_members(&group_id, members);
+    }
+
+    /// This device's role in `groupId`'s broadcast tree: `{ role: 'mesh' | 'hub' | 'alone' }`
+    /// or `{ role: 'spoke', hub }`.
+    #[napi(ts_return_type = "{ role: 'mesh' | 'hub' | 'spoke' | 'alone', hub?: string }")]
+    pub fn hub_role(&self, group_id: String) -> HubRoleInfo {
+        use peerlink::core::manager::HubRole;
+        match self.inner.hub_role(&group_id) {
+            HubRole::Mesh => HubRoleInfo::new("mesh", None),
+            HubRole::Hub => HubRoleInfo::new("hub", None),
+            HubRole::Spoke { hub } => HubRoleInfo::new("spoke", Some(hub)),
+            _ => HubRoleInfo::new("alone", None),
+        }
     }
 
     /// Turns on the upgrade to direct WebRTC links, signalled over the current connection.

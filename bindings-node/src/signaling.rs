@@ -9,8 +9,8 @@ use napi::bindgen_prelude::{Function, Reference, Unknown};
 use napi::{Env, sys};
 use napi_derive::napi;
 use peerlink::signaling::{
-    DialError, DialerConfig, IncomingLinks, SignalingConfig, SignalingError, SignalingEvent,
-    SignalingEvents,
+    DialError, DialerConfig, HybridAcceptor, HybridConfig, HybridEvent, HybridEvents,
+    IncomingLinks, SignalingConfig, SignalingError, SignalingEvent, SignalingEvents,
 };
 use tokio::task::AbortHandle;
 
@@ -270,6 +270,28 @@ pub struct DialerOptions {
     pub webrtc: Option<WebRtcOptions>,
     /// How long a link may take from the offer to an open channel (default 20 000 ms).
     pub open_timeout_ms: Option<f64>,
+    /// Take the relay links other devices open through the server (`connectRelay`,
+    /// `connectHybrid`) as incoming links too (default false: they are refused).
+    pub accept_relay: Option<bool>,
+}
+
+/// Options of `dialer.connectHybrid(node, deviceId, options)`.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct HybridOptions {
+    /// Wait between failed WebRTC attempts, and after a WebRTC link dies before trying again
+    /// (default 5 000 ms).
+    pub retry_delay_ms: Option<f64>,
+    /// WebRTC attempts before staying on the relay for good (default 3; 0: never try).
+    pub max_webrtc_attempts: Option<u32>,
+}
+
+/// What `accept` and `acceptHybrid` take incoming links from: the dialer's stream, or the
+/// hybrid acceptor made from it by the first `acceptHybrid`.
+enum Incoming {
+    Links(IncomingLinks),
+    Hybrid(HybridAcceptor),
+    Taken,
 }
 
 type EventCallback = JsCallback<SignalingEventInfo, SignalingEventInfo>;
@@ -285,7 +307,11 @@ fn log_failure(thrown: crate::bridge::Thrown) {
 #[napi]
 pub struct WebRtcDialer {
     inner: peerlink::signaling::WebRtcDialer,
-    incoming: Arc<tokio::sync::Mutex<IncomingLinks>>,
+    incoming: Arc<tokio::sync::Mutex<Incoming>>,
+    /// Set by the first `acceptHybrid`: from then on the dialer accepts only that way.
+    hybrid: std::sync::atomic::AtomicBool,
+    /// Set by `close()`: pending and later accepts resolve with nothing.
+    closed: Arc<tokio::sync::watch::Sender<bool>>,
     callback: Arc<Mutex<Option<Arc<EventCallback>>>>,
     events_task: AbortHandle,
 }
@@ -303,6 +329,9 @@ impl WebRtcDialer {
         let mut config = DialerConfig::new(webrtc);
         if let Some(d) = millis(options.open_timeout_ms, "openTimeoutMs")? {
             config.open_timeout = d;
+        }
+        if let Some(accept_relay) = options.accept_relay {
+            config.accept_relay = accept_relay;
         }
         let Some(events) = lock(&client.events).take() else {
             return Err(sync_error(
@@ -329,7 +358,9 @@ impl WebRtcDialer {
         });
         Ok(Self {
             inner,
-            incoming: Arc::new(tokio::sync::Mutex::new(incoming)),
+            incoming: Arc::new(tokio::sync::Mutex::new(Incoming::Links(incoming))),
+            hybrid: std::sync::atomic::AtomicBool::new(false),
+            closed: Arc::new(tokio::sync::watch::channel(false).0),
             callback,
             events_task: events_task.abort_handle(),
         })
@@ -377,8 +408,20 @@ impl WebRtcDialer {
     pub fn accept(&self, env: Env, node: Reference<Node>) -> napi::Result<sys::napi_value> {
         let node = node.inner.clone();
         let incoming = Arc::clone(&self.incoming);
+        let mut closed = self.closed.subscribe();
+        let hybrid = self.hybrid.load(std::sync::atomic::Ordering::Acquire);
         promise(&env, async move {
-            let next = incoming.lock().await.next().await;
+            if hybrid {
+                return Err(hybrid_taken());
+            }
+            let next = match &mut *incoming.lock().await {
+                Incoming::Links(links) => tokio::select! {
+                    biased;
+                    _ = closed.wait_for(|c| *c) => None,
+                    next = links.next() => next,
+                },
+                _ => return Err(hybrid_taken()),
+            };
             let Some(link) = next else {
                 return Ok(None);
             };
@@ -394,10 +437,18 @@ impl WebRtcDialer {
     pub fn accept_all(&self, node: Reference<Node>) {
         let node = node.inner.clone();
         let incoming = Arc::clone(&self.incoming);
+        let mut closed = self.closed.subscribe();
         let _runtime = peerlink::runtime::handle().enter();
         tokio::spawn(async move {
             loop {
-                let next = incoming.lock().await.next().await;
+                let next = match &mut *incoming.lock().await {
+                    Incoming::Links(links) => tokio::select! {
+                        biased;
+                        _ = closed.wait_for(|c| *c) => None,
+                        next = links.next() => next,
+                    },
+                    _ => return,
+                };
                 let Some(link) = next else { return };
                 let node = node.clone();
                 tokio::spawn(async move {
@@ -409,11 +460,99 @@ impl WebRtcDialer {
         });
     }
 
+    /// Connects `node` to device `deviceId` through the signaling server's relay instead of
+    /// WebRTC (the server forwards the end-to-end encrypted link): for networks where no
+    /// direct path opens. The peer's dialer needs `acceptRelay`. Rejects with
+    /// `identity_mismatch` if the peer is not the device the server authenticated.
+    #[napi(ts_return_type = "Promise<Connection>")]
+    pub fn connect_relay(
+        &self,
+        env: Env,
+        node: Reference<Node>,
+        device_id: String,
+    ) -> napi::Result<sys::napi_value> {
+        let node = node.inner.clone();
+        let dialer = self.inner.clone();
+        promise(&env, async move {
+            let connection = dialer
+                .connect_relay(&node, &device_id)
+                .await
+                .map_err(dial_failure)?;
+            Ok(Native(Connection::from(connection)))
+        })
+    }
+
+    /// Connects `node` to device `deviceId` in hybrid mode: over the relay at once, then
+    /// WebRTC in the background; new calls move to WebRTC once it is verified and back to the
+    /// relay while it is down (`onEvent`). The peer's dialer needs `acceptRelay` and takes
+    /// the connection with `acceptHybrid`.
+    #[napi(ts_return_type = "Promise<HybridConnection>")]
+    pub fn connect_hybrid(
+        &self,
+        env: Env,
+        node: Reference<Node>,
+        device_id: String,
+        options: Option<HybridOptions>,
+    ) -> napi::Result<sys::napi_value> {
+        let options = options.unwrap_or_default();
+        let mut config = HybridConfig::default();
+        let delay = millis(options.retry_delay_ms, "retryDelayMs");
+        if let Some(n) = options.max_webrtc_attempts {
+            config.max_webrtc_attempts = n;
+        }
+        let node = node.inner.clone();
+        let dialer = self.inner.clone();
+        promise(&env, async move {
+            if let Some(d) = delay.map_err(|e| Failure::new("invalid_argument", e.reason))? {
+                config.retry_delay = d;
+            }
+            let hybrid =
+                peerlink::signaling::HybridConnection::dial(&dialer, &node, &device_id, config)
+                    .await
+                    .map_err(dial_failure)?;
+            Ok(Native(HybridConnection::new(hybrid)))
+        })
+    }
+
+    /// The next device that connected in hybrid mode (or over the relay or WebRTC alone),
+    /// accepted on `node`; its later WebRTC link joins the same `HybridConnection`. `null`
+    /// once the client is closed. The first call binds the dialer to `node` and to hybrid
+    /// accepting (`accept` and `acceptAll` then fail with `invalid_state`).
+    #[napi(ts_return_type = "Promise<HybridConnection | null>")]
+    pub fn accept_hybrid(&self, env: Env, node: Reference<Node>) -> napi::Result<sys::napi_value> {
+        self.hybrid
+            .store(true, std::sync::atomic::Ordering::Release);
+        let node = node.inner.clone();
+        let incoming = Arc::clone(&self.incoming);
+        let mut closed = self.closed.subscribe();
+        promise(&env, async move {
+            let mut incoming = incoming.lock().await;
+            if let Incoming::Links(_) = &*incoming
+                && let Incoming::Links(links) = std::mem::replace(&mut *incoming, Incoming::Taken)
+            {
+                *incoming = Incoming::Hybrid(HybridAcceptor::new(node, links));
+            }
+            let Incoming::Hybrid(acceptor) = &mut *incoming else {
+                return Err(Failure::new(
+                    "invalid_state",
+                    "this dialer already accepts plain connections",
+                ));
+            };
+            let next = tokio::select! {
+                biased;
+                _ = closed.wait_for(|c| *c) => None,
+                next = acceptor.accept() => next,
+            };
+            Ok(next.map(|h| Native(HybridConnection::new(h))))
+        })
+    }
+
     /// Closes the signaling client (links already verified stay open) and releases the
     /// event callback.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close(&self, env: Env) -> napi::Result<sys::napi_value> {
         self.events_task.abort();
+        self.closed.send_replace(true);
         lock(&self.callback).take();
         let dialer = self.inner.clone();
         promise(&env, async move {
@@ -426,6 +565,200 @@ impl WebRtcDialer {
     #[napi(well_known_symbol = "asyncDispose", ts_return_type = "Promise<void>")]
     pub fn async_dispose(&self, env: Env) -> napi::Result<sys::napi_value> {
         self.close(env)
+    }
+}
+
+fn hybrid_taken() -> Failure {
+    Failure::new(
+        "invalid_state",
+        "this dialer accepts hybrid connections (acceptHybrid)",
+    )
+}
+
+/// Something that happened to a hybrid connection's paths (`type`: `path`,
+/// `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`, `webrtcFailed`, `webrtcClosed`,
+/// `relayClosed`).
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct HybridEventInfo {
+    /// The kind of event.
+    #[napi(js_name = "type")]
+    pub kind: String,
+    /// `path`: the path new calls take now (`relay` or `webrtc`).
+    pub path: Option<String>,
+}
+
+impl From<HybridEvent> for HybridEventInfo {
+    fn from(event: HybridEvent) -> Self {
+        let (kind, path) = match event {
+            HybridEvent::Path(kind) => ("path", Some(kind.as_str().to_owned())),
+            HybridEvent::WebRtcDisconnected => ("webrtcDisconnected", None),
+            HybridEvent::WebRtcRestarting => ("webrtcRestarting", None),
+            HybridEvent::WebRtcBack => ("webrtcBack", None),
+            HybridEvent::WebRtcFailed => ("webrtcFailed", None),
+            HybridEvent::WebRtcClosed => ("webrtcClosed", None),
+            HybridEvent::RelayClosed => ("relayClosed", None),
+            _ => ("unknown", None),
+        };
+        Self {
+            kind: kind.to_owned(),
+            path,
+        }
+    }
+}
+
+type HybridCallback = JsCallback<HybridEventInfo, HybridEventInfo>;
+
+/// One peer reachable over the server relay and, when a direct link opens, WebRTC (the Rust
+/// `HybridConnection`): new calls take the best open path (`current`).
+#[napi]
+pub struct HybridConnection {
+    inner: peerlink::signaling::HybridConnection,
+    /// Events since the connection was made, until `onEvent` takes them.
+    events: Mutex<Option<HybridEvents>>,
+    path_task: Mutex<Option<AbortHandle>>,
+}
+
+impl HybridConnection {
+    fn new(inner: peerlink::signaling::HybridConnection) -> Self {
+        Self {
+            events: Mutex::new(Some(inner.events())),
+            inner,
+            path_task: Mutex::new(None),
+        }
+    }
+}
+
+#[napi]
+impl HybridConnection {
+    /// The connection new calls go to: WebRTC while it is open, else the relay.
+    #[napi(getter)]
+    pub fn current(&self) -> Connection {
+        Connection::from(self.inner.current())
+    }
+
+    /// The path new calls take now (`relay` or `webrtc`).
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.inner.path().as_str().to_owned()
+    }
+
+    /// The relay connection, if this side has one.
+    #[napi(getter)]
+    pub fn relay(&self) -> Option<Connection> {
+        self.inner.relay().map(Connection::from)
+    }
+
+    /// The WebRTC connection while it is up.
+    #[napi(getter)]
+    pub fn webrtc(&self) -> Option<Connection> {
+        self.inner.webrtc().map(Connection::from)
+    }
+
+    /// The verified peer.
+    #[napi(getter)]
+    pub fn remote(&self) -> crate::identity::DeviceInfo {
+        crate::identity::DeviceInfo::from(&self.inner.remote())
+    }
+
+    /// Whether any path is open.
+    #[napi(getter)]
+    pub fn is_open(&self) -> bool {
+        self.inner.is_open()
+    }
+
+    /// Waits (at most `timeoutMs`) until new calls take `path` (`relay` or `webrtc`);
+    /// resolves with whether they do.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn wait_for_path(
+        &self,
+        env: Env,
+        #[napi(ts_arg_type = "'relay' | 'webrtc'")] path: String,
+        timeout_ms: f64,
+    ) -> napi::Result<sys::napi_value> {
+        let kind = match path.as_str() {
+            "relay" => Ok(peerlink::TransportKind::Relay),
+            "webrtc" => Ok(peerlink::TransportKind::WebRtc),
+            other => Err(Failure::new(
+                "invalid_argument",
+                format!("path must be \"relay\" or \"webrtc\", not {other:?}"),
+            )),
+        };
+        let timeout = millis(Some(timeout_ms), "timeoutMs");
+        let hybrid = self.inner.clone();
+        promise(&env, async move {
+            let kind = kind?;
+            let timeout = timeout
+                .map_err(|e| Failure::new("invalid_argument", e.reason))?
+                .unwrap_or_default();
+            Ok(hybrid.wait_for_path(kind, timeout).await)
+        })
+    }
+
+    /// Calls `callback(event)` for every event of the connection's paths (`{ type: 'path',
+    /// path }` when new calls move to `webrtc` or back to `relay`; `webrtcDisconnected`,
+    /// `webrtcRestarting`, `webrtcBack`, `webrtcFailed`, `webrtcClosed`, `relayClosed`),
+    /// replacing any previous callback. The first callback also gets the events since the
+    /// connection was made. Does not keep the process alive; released by `close()`.
+    #[napi(ts_args_type = "callback: (event: HybridEventInfo) => void")]
+    pub fn on_event(
+        &self,
+        callback: Function<'_, Unknown<'static>, Unknown<'static>>,
+    ) -> napi::Result<()> {
+        let callback: HybridCallback = callback
+            .build_threadsafe_function::<HybridEventInfo>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(|ctx| Ok(ctx.value))?;
+        let taken = lock(&self.events).take();
+        let mut events = taken.unwrap_or_else(|| self.inner.events());
+        let _runtime = peerlink::runtime::handle().enter();
+        let task = tokio::spawn(async move {
+            // Ends when the hybrid connection closes or the callback is replaced.
+            while let Some(event) = events.next().await {
+                let info = HybridEventInfo::from(event);
+                call_js(&callback, info, ignore_result, log_failure).await;
+            }
+        });
+        if let Some(old) = lock(&self.path_task).replace(task.abort_handle()) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Closes both paths, stops trying WebRTC and releases the event callback.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self, env: Env, reason: Option<String>) -> napi::Result<sys::napi_value> {
+        if let Some(task) = lock(&self.path_task).take() {
+            task.abort();
+        }
+        let hybrid = self.inner.clone();
+        promise(&env, async move {
+            hybrid.close(reason.as_deref().unwrap_or("closed")).await;
+            Ok(())
+        })
+    }
+
+    /// `await using hybrid = …` closes it.
+    #[napi(well_known_symbol = "asyncDispose", ts_return_type = "Promise<void>")]
+    pub fn async_dispose(&self, env: Env) -> napi::Result<sys::napi_value> {
+        self.close(env, None)
+    }
+}
+
+impl Drop for HybridConnection {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.path_task).take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for HybridConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridConnection")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 

@@ -14,14 +14,15 @@ use napi::bindgen_prelude::{Function, Reference, Unknown};
 use napi::{Env, sys};
 use napi_derive::napi;
 use peerlink::webrtc::{
-    ChannelOptions, IceServer as RustIceServer, IceTransportPolicy, LinkState, WebRtcChannel,
-    WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcRole, WebRtcTransport,
+    ChannelOptions as RustChannelOptions, ChannelPriority, ChannelReceiver, ChannelSender,
+    IceServer as RustIceServer, IceTransportPolicy, LinkState, WebRtcChannel, WebRtcConfig,
+    WebRtcEvent, WebRtcEvents, WebRtcRole, WebRtcTransport,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::bridge::{JsCallback, Native, call_js, promise};
-use crate::connection::Connection;
+use crate::bridge::{JsBuffer, JsCallback, Native, call_js, promise};
+use crate::connection::{Connection, bytes_arg};
 use crate::error::Failure;
 use crate::node::Node;
 
@@ -118,6 +119,183 @@ pub(crate) fn webrtc_config(options: Option<WebRtcOptions>) -> Result<WebRtcConf
     Ok(config)
 }
 
+/// Options of one data channel (the browser's `RTCDataChannelInit`; the Rust `ChannelOptions`).
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct ChannelOptions {
+    /// Deliver in order (default true).
+    pub ordered: Option<bool>,
+    /// Give up on a message after this many retransmissions (partial reliability).
+    pub max_retransmits: Option<u32>,
+    /// Give up on a message after this many milliseconds (partial reliability).
+    pub max_packet_life_time: Option<u32>,
+    /// Sub-protocol name carried in the channel-open message.
+    pub protocol: Option<String>,
+    /// Pre-negotiated stream id: both sides create the channel with the same id.
+    pub negotiated: Option<u32>,
+    /// `very-low`, `low` (default), `medium` or `high`: carried to the peer in the
+    /// channel-open message; this side's sends on the link are scheduled by it.
+    #[napi(ts_type = "'very-low' | 'low' | 'medium' | 'high'")]
+    pub priority: Option<String>,
+}
+
+fn u16_option(value: Option<u32>, name: &str) -> Result<Option<u16>, Failure> {
+    value
+        .map(|v| {
+            u16::try_from(v).map_err(|_| {
+                Failure::new("invalid_argument", format!("{name} must be at most 65535"))
+            })
+        })
+        .transpose()
+}
+
+/// Builds the Rust channel options, rejecting bad values with `invalid_argument`.
+pub(crate) fn channel_options(
+    options: Option<ChannelOptions>,
+) -> Result<RustChannelOptions, Failure> {
+    let mut rust = RustChannelOptions::default();
+    let Some(options) = options else {
+        return Ok(rust);
+    };
+    if let Some(ordered) = options.ordered {
+        rust.ordered = ordered;
+    }
+    rust.max_retransmits = u16_option(options.max_retransmits, "maxRetransmits")?;
+    rust.max_packet_life_time = u16_option(options.max_packet_life_time, "maxPacketLifeTime")?;
+    if rust.max_retransmits.is_some() && rust.max_packet_life_time.is_some() {
+        return Err(Failure::new(
+            "invalid_argument",
+            "maxRetransmits and maxPacketLifeTime cannot both be set",
+        ));
+    }
+    if let Some(protocol) = options.protocol {
+        rust.protocol = protocol;
+    }
+    rust.negotiated = u16_option(options.negotiated, "negotiated")?;
+    if let Some(priority) = options.priority {
+        rust.priority = priority
+            .parse::<ChannelPriority>()
+            .map_err(|e| Failure::new("invalid_argument", e))?;
+    }
+    Ok(rust)
+}
+
+/// One data channel of a `WebRtcLink`, next to its `peerlink` channel: messages of Buffers,
+/// with the options it was created with (ordered, partial reliability, priority).
+#[napi]
+pub struct DataChannel {
+    label: String,
+    priority: ChannelPriority,
+    sender: ChannelSender,
+    receiver: Arc<tokio::sync::Mutex<ChannelReceiver>>,
+}
+
+impl From<WebRtcChannel> for DataChannel {
+    fn from(channel: WebRtcChannel) -> Self {
+        let label = channel.label().to_owned();
+        let priority = channel.priority();
+        let (sender, receiver) = channel.split();
+        Self {
+            label,
+            priority,
+            sender,
+            receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
+        }
+    }
+}
+
+#[napi]
+impl DataChannel {
+    /// The channel's label.
+    #[napi(getter)]
+    pub fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    /// `very-low`, `low`, `medium` or `high`: the priority it was created with, or for a
+    /// channel the peer opened, the one in the peer's channel-open message.
+    #[napi(getter, ts_return_type = "'very-low' | 'low' | 'medium' | 'high'")]
+    pub fn priority(&self) -> String {
+        self.priority.as_str().to_owned()
+    }
+
+    /// The largest message the peer accepts.
+    #[napi(getter)]
+    pub fn max_message_size(&self) -> f64 {
+        self.sender.max_message_size() as f64
+    }
+
+    /// Resolves once the channel is open; rejects with `closed` if it closes first.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn opened(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let sender = self.sender.clone();
+        promise(&env, async move {
+            sender.opened().await.map_err(webrtc_failure)?;
+            Ok(())
+        })
+    }
+
+    /// Sends one message (copied); waits while the link's pacing or a channel of higher
+    /// priority holds it back. Rejects with `too_large` past `maxMessageSize`.
+    #[napi(
+        ts_args_type = "data: Uint8Array | ArrayBuffer",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn send(&self, env: Env, data: Unknown<'_>) -> napi::Result<sys::napi_value> {
+        let data = bytes_arg(&env, &data);
+        let sender = self.sender.clone();
+        promise(&env, async move {
+            sender.send(data?).await.map_err(webrtc_failure)?;
+            Ok(())
+        })
+    }
+
+    /// The next message, or `null` once the channel is closed and drained.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn recv(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let receiver = Arc::clone(&self.receiver);
+        promise(&env, async move {
+            Ok(receiver.lock().await.recv().await.map(JsBuffer))
+        })
+    }
+
+    /// Bytes handed to `send` and not yet acknowledged by the peer.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn buffered_amount(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let sender = self.sender.clone();
+        promise(
+            &env,
+            async move { Ok(sender.outstanding_bytes().await as f64) },
+        )
+    }
+
+    /// Closes the channel (the link stays up).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let sender = self.sender.clone();
+        promise(&env, async move {
+            // Closing a channel that already closed is not an error for the caller.
+            let _ = sender.close().await;
+            Ok(())
+        })
+    }
+
+    /// `await using channel = …` closes it.
+    #[napi(well_known_symbol = "asyncDispose", ts_return_type = "Promise<void>")]
+    pub fn async_dispose(&self, env: Env) -> napi::Result<sys::napi_value> {
+        self.close(env)
+    }
+}
+
+impl std::fmt::Debug for DataChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataChannel")
+            .field("label", &self.label)
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
 fn state_name(state: LinkState) -> &'static str {
     match state {
         LinkState::New => "new",
@@ -168,6 +346,8 @@ pub struct WebRtcLink {
     /// The offerer's own channel, or the answerer's once the peer opened it; taken by
     /// `connect`.
     channel: Mutex<Option<oneshot::Receiver<WebRtcChannel>>>,
+    /// Channels the peer opened other than `peerlink`, for `acceptChannel`.
+    incoming: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WebRtcChannel>>>,
     pump: AbortHandle,
 }
 
@@ -176,6 +356,7 @@ async fn pump(
     shared: Arc<Shared>,
     mut wake: mpsc::UnboundedReceiver<()>,
     mut channel: Option<oneshot::Sender<WebRtcChannel>>,
+    incoming: mpsc::UnboundedSender<WebRtcChannel>,
 ) {
     loop {
         let event = tokio::select! {
@@ -199,10 +380,12 @@ async fn pump(
                 }
             }
             WebRtcEvent::Channel(ch) => {
-                if ch.label() == CHANNEL_LABEL
-                    && let Some(tx) = channel.take()
-                {
-                    let _ = tx.send(ch);
+                if ch.label() == CHANNEL_LABEL && channel.is_some() {
+                    if let Some(tx) = channel.take() {
+                        let _ = tx.send(ch);
+                    }
+                } else {
+                    let _ = incoming.send(ch);
                 }
             }
             _ => {}
@@ -266,7 +449,7 @@ impl WebRtcLink {
             let mut channel_tx = Some(channel_tx);
             if role == WebRtcRole::Offerer {
                 let channel = link
-                    .create_channel(CHANNEL_LABEL, ChannelOptions::default())
+                    .create_channel(CHANNEL_LABEL, RustChannelOptions::default())
                     .await
                     .map_err(webrtc_failure)?;
                 if let Some(tx) = channel_tx.take() {
@@ -278,12 +461,20 @@ impl WebRtcLink {
                 outbox: Mutex::new(Outbox::default()),
                 wake: wake_tx,
             });
-            let task = tokio::spawn(pump(events, Arc::clone(&shared), wake_rx, channel_tx));
+            let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(pump(
+                events,
+                Arc::clone(&shared),
+                wake_rx,
+                channel_tx,
+                incoming_tx,
+            ));
             Ok(Native(WebRtcLink {
                 link,
                 role,
                 shared,
                 channel: Mutex::new(Some(channel_rx)),
+                incoming: Arc::new(tokio::sync::Mutex::new(incoming_rx)),
                 pump: task.abort_handle(),
             }))
         })
@@ -350,6 +541,71 @@ impl WebRtcLink {
                 .map_err(webrtc_failure)?;
             Ok(())
         })
+    }
+
+    /// Opens another data channel on the link with its own options (ordered, partial
+    /// reliability, priority). The offerer may call it before `start()`; after the link is
+    /// up either side may, and the peer receives it from `acceptChannel()`. The label
+    /// `peerlink` is taken by the link's own channel (`invalid_argument`).
+    #[napi(ts_return_type = "Promise<DataChannel>")]
+    pub fn create_channel(
+        &self,
+        env: Env,
+        label: String,
+        options: Option<ChannelOptions>,
+    ) -> napi::Result<sys::napi_value> {
+        let options = channel_options(options);
+        let link = self.link.clone();
+        promise(&env, async move {
+            let options = options?;
+            if label == CHANNEL_LABEL {
+                return Err(Failure::new(
+                    "invalid_argument",
+                    "the label \"peerlink\" belongs to the link's own channel",
+                ));
+            }
+            let channel = link
+                .create_channel(&label, options)
+                .await
+                .map_err(webrtc_failure)?;
+            Ok(Native(DataChannel::from(channel)))
+        })
+    }
+
+    /// The next data channel the peer opened (other than `peerlink`), or `null` once the
+    /// link is closed.
+    #[napi(ts_return_type = "Promise<DataChannel | null>")]
+    pub fn accept_channel(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let incoming = Arc::clone(&self.incoming);
+        let mut state = self.link.state_changes();
+        promise(&env, async move {
+            let mut incoming = incoming.lock().await;
+            tokio::select! {
+                biased;
+                ch = incoming.recv() => Ok(ch.map(|c| Native(DataChannel::from(c)))),
+                _ = state.wait_for(|s| *s == LinkState::Closed) => {
+                    Ok(incoming.try_recv().ok().map(|c| Native(DataChannel::from(c))))
+                }
+            }
+        })
+    }
+
+    /// Restarts ICE now (new credentials, new candidates; the link and its channels stay
+    /// up): the offerer sends a new offer, the answerer asks the offerer for one. Rejects
+    /// with `closed` once the link is closed.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn restart_ice(&self, env: Env) -> napi::Result<sys::napi_value> {
+        let link = self.link.clone();
+        promise(&env, async move {
+            link.restart_ice().await.map_err(webrtc_failure)?;
+            Ok(())
+        })
+    }
+
+    /// ICE restarts this side started or asked for.
+    #[napi(getter)]
+    pub fn ice_restarts(&self) -> u32 {
+        self.link.ice_restarts()
     }
 
     /// Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink

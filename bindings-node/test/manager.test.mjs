@@ -112,3 +112,42 @@ test('manager: broadcast calls every connected device; one failure does not fail
     await net.close()
   }
 })
+
+test('manager: group broadcast reaches every other member through its group handler; hub role', async () => {
+  const net = managedNodes(3)
+  try {
+    const [a, b, c] = net.managers
+    const events = []
+    a.onEvent((e) => events.push(e))
+    const got = { b: [], c: [] }
+    b.exposeGroup('team', 'note', (args, ctx) => {
+      got.b.push([args, ctx.connection.remote.deviceId])
+      return 'ok'
+    })
+    c.exposeGroup('team', 'note', (args) => {
+      got.c.push([args])
+    })
+    for (const m of net.managers) m.addGroup('team')
+    await link(net, 0, 1)
+    await link(net, 0, 2)
+    await until(
+      () => ['1', '2'].every((i) => events.some((e) => e.type === 'groupReady' && e.groupId === 'team' && e.deviceId === net.ids[i])),
+      10_000,
+      'group ready with both members',
+    )
+    assert.equal(a.hubRole('team').role, 'mesh')
+    const reached = await a.broadcastGroup('team', 'note', { n: 1, data: Buffer.from([9]) })
+    assert.deepEqual(reached, [net.ids[1], net.ids[2]].sort())
+    assert.equal(got.b.length, 1)
+    assert.deepEqual(got.b[0][0].n, 1)
+    assert.deepEqual([...got.b[0][0].data], [9])
+    assert.equal(got.b[0][1], net.ids[0])
+    assert.equal(got.c.length, 1)
+    // A group nobody else is in reaches nobody.
+    assert.deepEqual(await a.broadcastGroup('nobody', 'note', 1), [])
+    a.setGroupMembers('team', net.ids)
+    assert.equal(typeof a.hubRole('team').role, 'string')
+  } finally {
+    await net.close()
+  }
+})

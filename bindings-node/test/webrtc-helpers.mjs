@@ -17,20 +17,24 @@ export async function webrtcPair(from, to, options = LOOPBACK) {
   const offerer = await WebRtcLink.create('offerer', options)
   const answerer = await WebRtcLink.create('answerer', options)
   const signals = { offerer: [], answerer: [] }
+  // Signal types each side has applied (its handleSignal resolved).
+  const applied = { offerer: [], answerer: [] }
   const states = { offerer: [], answerer: [] }
   offerer.onStateChange((s) => states.offerer.push(s))
   answerer.onStateChange((s) => states.answerer.push(s))
   offerer.onSignal((json) => {
-    signals.offerer.push(JSON.parse(json).type)
-    answerer.handleSignal(json).catch(() => {})
+    const type = JSON.parse(json).type
+    signals.offerer.push(type)
+    answerer.handleSignal(json).then(() => applied.answerer.push(type), () => {})
   })
   answerer.onSignal((json) => {
-    signals.answerer.push(JSON.parse(json).type)
-    offerer.handleSignal(json).catch(() => {})
+    const type = JSON.parse(json).type
+    signals.answerer.push(type)
+    offerer.handleSignal(json).then(() => applied.offerer.push(type), () => {})
   })
   await offerer.start()
   const [a, b] = await Promise.all([offerer.connect(from), answerer.connect(to)])
-  return { offerer, answerer, a, b, signals, states }
+  return { offerer, answerer, a, b, signals, states, applied }
 }
 
 /** The `peerlink` binary the workspace builds (the `ci` profile first, as scripts/test.sh builds). */
