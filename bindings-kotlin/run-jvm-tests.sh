@@ -5,6 +5,8 @@
 #
 #   bindings-kotlin/run-jvm-tests.sh [dir containing libpeerlink_ffi.so]   (default target/debug)
 #
+# The signaling tests start `peerlink serve` from the same directory (or $PEERLINK_BIN).
+#
 # Needs: java (17+), /usr/share/java/jna.jar (Debian libjna-java), node/npm.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +42,7 @@ fi
 # The JVM must exit by itself once main returns: a hang (a non-daemon thread, a leaked
 # handle keeping one alive) fails the run.
 set +e
-timeout 600 java -Xmx2g -Djna.library.path="$libdir" -cp "$jar:$jna:$coroutines:$stdlib" \
+timeout 600 java -Xmx2g -Djna.library.path="$libdir" -Dpeerlink.bin="${PEERLINK_BIN:-$libdir/peerlink}" -cp "$jar:$jna:$coroutines:$stdlib" \
   dev.peerlink.tests.PeerlinkTestsKt | tee "$build/output.txt"
 rc=${PIPESTATUS[0]}
 set -e

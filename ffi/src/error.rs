@@ -190,7 +190,8 @@ impl PeerlinkError {
                     detail,
                 }
             }
-            "invalid_url" | "invalid_identity" | "invalid_config" => Self::InvalidArgument {
+            "invalid_url" | "invalid_identity" | "invalid_config" | "invalid_argument"
+            | "invalid_state" => Self::InvalidArgument {
                 code: code_s,
                 detail,
             },

@@ -3,7 +3,9 @@
 //! Thin adapters over the `peerlink` crate with the same names as the Node addon: `Identity`,
 //! `Node` (built from a `NodeConfig` record), `Listener`, `Connection` (`call`, `notify`,
 //! `expose`, `openStream`/`acceptStream`), `SendStream`/`RecvStream`, `CodeOffer`/`CodeAnswer`
-//! (connect with compact codes, no server), foreign traits for the
+//! (connect with compact codes, no server), `WebRtcLink` (signals carried by the app, extra
+//! `DataChannel`s with priority, ICE restart), `SignalingClient` and `WebRtcDialer` (by device
+//! id over WebRTC, the server relay or hybrid, `HybridConnection`), foreign traits for the
 //! trust policy, RPC handlers and node events, and one error enum, `PeerlinkError`, whose
 //! `code` is the Rust `Error::code()` string. Every async function runs on the process-wide
 //! peerlink runtime, so Swift and Kotlin may call them from any thread. See
@@ -18,7 +20,9 @@ mod connection;
 mod error;
 mod identity;
 mod node;
+mod signaling;
 mod task;
+mod webrtc;
 
 pub use callbacks::{NodeListener, RpcHandler, TrustPolicy};
 pub use compact::{CodeAnswer, CodeOffer, CodeOptions, create_code_answer, create_code_offer};
@@ -26,6 +30,14 @@ pub use connection::{CloseInfo, Connection, PathCandidate, PathReport, RecvStrea
 pub use error::PeerlinkError;
 pub use identity::{DeviceInfo, Identity};
 pub use node::{Listener, Node, NodeConfig};
+pub use signaling::{
+    DialerOptions, HybridConnection, HybridEventInfo, HybridOptions, Member, SignalingClient,
+    SignalingOptions, WebRtcDialer,
+};
+pub use webrtc::{
+    ChannelOptions, ChannelPriority, DataChannel, IcePolicy, IceServer, WebRtcLink,
+    WebRtcLinkListener, WebRtcOptions, WebRtcRole,
+};
 
 uniffi::setup_scaffolding!();
 
@@ -52,8 +64,9 @@ pub struct TrustLevels {
     pub known: i32,
     /// Explicitly trusted (50).
     pub trusted: i32,
-    /// One of our own devices (100).
-    pub own: i32,
+    /// One of this user's own devices (100; the Rust `TrustLevel::SELF`). Kotlin: `self`;
+    /// Swift: `selfDevice`, since `self` is reserved there.
+    pub self_: i32,
 }
 
 /// The Peers trust levels, so that policies need not hard-code the numbers.
@@ -68,6 +81,6 @@ pub fn trust_levels() -> TrustLevels {
         new_device: L::NEW_DEVICE.0,
         known: L::KNOWN.0,
         trusted: L::TRUSTED.0,
-        own: L::SELF.0,
+        self_: L::SELF.0,
     }
 }

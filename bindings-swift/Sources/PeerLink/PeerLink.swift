@@ -1514,6 +1514,598 @@ public func FfiConverterTypeConnection_lower(_ value: Connection) -> UInt64 {
 
 
 /**
+ * One data channel of a `WebRtcLink`, next to its `peerlink` channel: messages of bytes,
+ * with the options it was created with.
+ */
+public protocol DataChannelProtocol: AnyObject, Sendable {
+    
+    /**
+     * Bytes handed to `send` and not yet acknowledged by the peer.
+     */
+    func bufferedAmount() async  -> UInt64
+    
+    /**
+     * Closes the channel (the link stays up). Kotlin: `closeChannel`.
+     */
+    func close() async 
+    
+    /**
+     * The channel's label.
+     */
+    func label()  -> String
+    
+    /**
+     * The largest message the peer accepts.
+     */
+    func maxMessageSize()  -> UInt64
+    
+    /**
+     * Waits until the channel is open; fails with `Closed` if it closes first.
+     */
+    func opened() async throws 
+    
+    /**
+     * The priority it was created with, or for a channel the peer opened, the one in the
+     * peer's channel-open message.
+     */
+    func priority()  -> ChannelPriority
+    
+    /**
+     * The next message, or nothing once the channel is closed and drained.
+     */
+    func recv() async  -> Data?
+    
+    /**
+     * Sends one message; waits while the link's pacing or a channel of higher priority
+     * holds it back. Fails with `TooLarge` past `maxMessageSize`.
+     */
+    func send(data: Data) async throws 
+    
+}
+/**
+ * One data channel of a `WebRtcLink`, next to its `peerlink` channel: messages of bytes,
+ * with the options it was created with.
+ */
+open class DataChannel: DataChannelProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_datachannel(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_datachannel(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Bytes handed to `send` and not yet acknowledged by the peer.
+     */
+open func bufferedAmount()async  -> UInt64  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_datachannel_buffered_amount(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterUInt64.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Closes the channel (the link stays up). Kotlin: `closeChannel`.
+     */
+open func close()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_datachannel_close(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * The channel's label.
+     */
+open func label() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_datachannel_label(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The largest message the peer accepts.
+     */
+open func maxMessageSize() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_datachannel_max_message_size(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Waits until the channel is open; fails with `Closed` if it closes first.
+     */
+open func opened()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_datachannel_opened(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * The priority it was created with, or for a channel the peer opened, the one in the
+     * peer's channel-open message.
+     */
+open func priority() -> ChannelPriority  {
+    return try!  FfiConverterTypeChannelPriority_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_datachannel_priority(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The next message, or nothing once the channel is closed and drained.
+     */
+open func recv()async  -> Data?  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_datachannel_recv(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionData.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Sends one message; waits while the link's pacing or a channel of higher priority
+     * holds it back. Fails with `TooLarge` past `maxMessageSize`.
+     */
+open func send(data: Data)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_datachannel_send(
+                        self.uniffiCloneHandle(),FfiConverterData.lower(data)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDataChannel: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = DataChannel
+
+    public static func lift(_ handle: UInt64) throws -> DataChannel {
+        return DataChannel(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: DataChannel) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DataChannel {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: DataChannel, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDataChannel_lift(_ handle: UInt64) throws -> DataChannel {
+    return try FfiConverterTypeDataChannel.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDataChannel_lower(_ value: DataChannel) -> UInt64 {
+    return FfiConverterTypeDataChannel.lower(value)
+}
+
+
+
+
+
+
+/**
+ * One peer reachable over the server relay and, when a direct link opens, WebRTC: new calls
+ * take the best open path (`current`).
+ */
+public protocol HybridConnectionProtocol: AnyObject, Sendable {
+    
+    /**
+     * Closes both paths and stops trying WebRTC. Kotlin: `closeHybrid`.
+     */
+    func close(reason: String?) async 
+    
+    /**
+     * The connection new calls go to: WebRTC while it is open, else the relay.
+     */
+    func current()  -> Connection
+    
+    /**
+     * Whether any path is open.
+     */
+    func isOpen()  -> Bool
+    
+    /**
+     * The next event of the connection's paths (`path` when new calls move to `webrtc` or
+     * back to `relay`; `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`,
+     * `webrtcFailed`, `webrtcClosed`, `relayClosed`), or nothing once the connection is
+     * closed. Events since the connection was made are kept between calls (past 64, the
+     * oldest are dropped).
+     */
+    func nextEvent() async  -> HybridEventInfo?
+    
+    /**
+     * The path new calls take now (`relay` or `webrtc`).
+     */
+    func path()  -> String
+    
+    /**
+     * The relay connection, if this side has one.
+     */
+    func relay()  -> Connection?
+    
+    /**
+     * The verified peer.
+     */
+    func remote()  -> DeviceInfo
+    
+    /**
+     * Waits (at most `timeoutMs`) until new calls take `path` (`relay` or `webrtc`);
+     * returns whether they do.
+     */
+    func waitForPath(path: String, timeoutMs: UInt64) async throws  -> Bool
+    
+    /**
+     * The WebRTC connection while it is up.
+     */
+    func webrtc()  -> Connection?
+    
+}
+/**
+ * One peer reachable over the server relay and, when a direct link opens, WebRTC: new calls
+ * take the best open path (`current`).
+ */
+open class HybridConnection: HybridConnectionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_hybridconnection(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_hybridconnection(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Closes both paths and stops trying WebRTC. Kotlin: `closeHybrid`.
+     */
+open func close(reason: String? = nil)async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_hybridconnection_close(
+                        self.uniffiCloneHandle(),FfiConverterOptionString.lower(reason)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * The connection new calls go to: WebRTC while it is open, else the relay.
+     */
+open func current() -> Connection  {
+    return try!  FfiConverterTypeConnection_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_hybridconnection_current(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Whether any path is open.
+     */
+open func isOpen() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_hybridconnection_is_open(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The next event of the connection's paths (`path` when new calls move to `webrtc` or
+     * back to `relay`; `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`,
+     * `webrtcFailed`, `webrtcClosed`, `relayClosed`), or nothing once the connection is
+     * closed. Events since the connection was made are kept between calls (past 64, the
+     * oldest are dropped).
+     */
+open func nextEvent()async  -> HybridEventInfo?  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_hybridconnection_next_event(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeHybridEventInfo.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * The path new calls take now (`relay` or `webrtc`).
+     */
+open func path() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_hybridconnection_path(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The relay connection, if this side has one.
+     */
+open func relay() -> Connection?  {
+    return try!  FfiConverterOptionTypeConnection.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_hybridconnection_relay(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The verified peer.
+     */
+open func remote() -> DeviceInfo  {
+    return try!  FfiConverterTypeDeviceInfo_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_hybridconnection_remote(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Waits (at most `timeoutMs`) until new calls take `path` (`relay` or `webrtc`);
+     * returns whether they do.
+     */
+open func waitForPath(path: String, timeoutMs: UInt64)async throws  -> Bool  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_hybridconnection_wait_for_path(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(path),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_i8,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_i8,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_i8,
+            liftFunc: FfiConverterBool.lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * The WebRTC connection while it is up.
+     */
+open func webrtc() -> Connection?  {
+    return try!  FfiConverterOptionTypeConnection.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_hybridconnection_webrtc(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHybridConnection: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = HybridConnection
+
+    public static func lift(_ handle: UInt64) throws -> HybridConnection {
+        return HybridConnection(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: HybridConnection) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HybridConnection {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: HybridConnection, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHybridConnection_lift(_ handle: UInt64) throws -> HybridConnection {
+    return try FfiConverterTypeHybridConnection.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHybridConnection_lower(_ value: HybridConnection) -> UInt64 {
+    return FfiConverterTypeHybridConnection.lower(value)
+}
+
+
+
+
+
+
+/**
  * An Ed25519 identity key pair, compatible with TweetNaCl (`nacl.sign.keyPair`): the secret
  * key is the 64-byte seed‖public key, keys travel as base64.
  */
@@ -3189,6 +3781,243 @@ public func FfiConverterTypeSendStream_lower(_ value: SendStream) -> UInt64 {
 
 
 /**
+ * An authenticated session with a signaling server; reconnects by itself.
+ */
+public protocol SignalingClientProtocol: AnyObject, Sendable {
+    
+    /**
+     * Disconnects for good. Kotlin: `closeClient`.
+     */
+    func close() async 
+    
+    /**
+     * This client's device id.
+     */
+    func deviceId()  -> String
+    
+    /**
+     * Whether the session to the server is up right now.
+     */
+    func isConnected()  -> Bool
+    
+    /**
+     * Joins `room` and returns the other members (re-joined after reconnects).
+     */
+    func join(room: String) async throws  -> [Member]
+    
+    /**
+     * Leaves `room`.
+     */
+    func leave(room: String) async throws 
+    
+}
+/**
+ * An authenticated session with a signaling server; reconnects by itself.
+ */
+open class SignalingClient: SignalingClientProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_signalingclient(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_signalingclient(handle, $0) }
+    }
+
+    
+    /**
+     * Connects and authenticates to the first reachable URL.
+     */
+public static func connect(options: SignalingOptions)async throws  -> SignalingClient  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_constructor_signalingclient_connect(FfiConverterTypeSignalingOptions_lower(options)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeSignalingClient_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+
+    
+    /**
+     * Disconnects for good. Kotlin: `closeClient`.
+     */
+open func close()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_signalingclient_close(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * This client's device id.
+     */
+open func deviceId() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_signalingclient_device_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Whether the session to the server is up right now.
+     */
+open func isConnected() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_signalingclient_is_connected(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Joins `room` and returns the other members (re-joined after reconnects).
+     */
+open func join(room: String)async throws  -> [Member]  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_signalingclient_join(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(room)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeMember.lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * Leaves `room`.
+     */
+open func leave(room: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_signalingclient_leave(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(room)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSignalingClient: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = SignalingClient
+
+    public static func lift(_ handle: UInt64) throws -> SignalingClient {
+        return SignalingClient(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: SignalingClient) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SignalingClient {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: SignalingClient, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSignalingClient_lift(_ handle: UInt64) throws -> SignalingClient {
+    return try FfiConverterTypeSignalingClient.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSignalingClient_lower(_ value: SignalingClient) -> UInt64 {
+    return FfiConverterTypeSignalingClient.lower(value)
+}
+
+
+
+
+
+
+/**
  * Rates a verified peer during the handshake.
  */
 public protocol TrustPolicy: AnyObject, Sendable {
@@ -3422,6 +4251,1048 @@ public func FfiConverterTypeTrustPolicy_lower(_ value: TrustPolicy) -> UInt64 {
 }
 
 
+
+
+
+
+/**
+ * Connects to devices by id through a signaling client (WebRTC, server relay or hybrid),
+ * and accepts the links other devices open.
+ */
+public protocol WebRtcDialerProtocol: AnyObject, Sendable {
+    
+    /**
+     * The next link another device opened, accepted on `node` (handshake as responder,
+     * identity checked); nothing once the client is closed.
+     */
+    func accept(node: Node) async throws  -> Connection?
+    
+    /**
+     * The next device that connected in hybrid mode (or over the relay or WebRTC alone),
+     * accepted on `node`; its later WebRTC link joins the same `HybridConnection`. Nothing
+     * once the client is closed. The first call binds the dialer to `node` and to hybrid
+     * accepting (`accept` then fails with `invalid_state`).
+     */
+    func acceptHybrid(node: Node) async throws  -> HybridConnection?
+    
+    /**
+     * Closes the signaling client (links already verified stay open). Kotlin:
+     * `closeDialer`.
+     */
+    func close() async 
+    
+    /**
+     * Connects `node` to device `deviceId` over WebRTC and checks that the peer proves the
+     * identity the server authenticated for that device id.
+     */
+    func connect(node: Node, deviceId: String) async throws  -> Connection
+    
+    /**
+     * Connects in hybrid mode: over the relay at once, then WebRTC in the background; new
+     * calls move to WebRTC once it is verified and to the relay while it is down. The peer's
+     * dialer needs `acceptRelay` and takes the connection with `acceptHybrid`.
+     */
+    func connectHybrid(node: Node, deviceId: String, options: HybridOptions?) async throws  -> HybridConnection
+    
+    /**
+     * Connects `node` to device `deviceId` through the signaling server's relay instead of
+     * WebRTC (the server forwards the end-to-end encrypted link). The peer's dialer needs
+     * `acceptRelay`.
+     */
+    func connectRelay(node: Node, deviceId: String) async throws  -> Connection
+    
+}
+/**
+ * Connects to devices by id through a signaling client (WebRTC, server relay or hybrid),
+ * and accepts the links other devices open.
+ */
+open class WebRtcDialer: WebRtcDialerProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_webrtcdialer(self.handle, $0) }
+    }
+    /**
+     * Takes over `client`'s events (once per client; `invalid_state` after).
+     */
+public convenience init(client: SignalingClient, options: DialerOptions? = nil)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypePeerlinkError_lift) {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_constructor_webrtcdialer_new(
+        FfiConverterTypeSignalingClient_lower(client),
+        FfiConverterOptionTypeDialerOptions.lower(options),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_webrtcdialer(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The next link another device opened, accepted on `node` (handshake as responder,
+     * identity checked); nothing once the client is closed.
+     */
+open func accept(node: Node)async throws  -> Connection?  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtcdialer_accept(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeConnection.lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * The next device that connected in hybrid mode (or over the relay or WebRTC alone),
+     * accepted on `node`; its later WebRTC link joins the same `HybridConnection`. Nothing
+     * once the client is closed. The first call binds the dialer to `node` and to hybrid
+     * accepting (`accept` then fails with `invalid_state`).
+     */
+open func acceptHybrid(node: Node)async throws  -> HybridConnection?  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtcdialer_accept_hybrid(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeHybridConnection.lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * Closes the signaling client (links already verified stay open). Kotlin:
+     * `closeDialer`.
+     */
+open func close()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtcdialer_close(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Connects `node` to device `deviceId` over WebRTC and checks that the peer proves the
+     * identity the server authenticated for that device id.
+     */
+open func connect(node: Node, deviceId: String)async throws  -> Connection  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtcdialer_connect(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node),FfiConverterString.lower(deviceId)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeConnection_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * Connects in hybrid mode: over the relay at once, then WebRTC in the background; new
+     * calls move to WebRTC once it is verified and to the relay while it is down. The peer's
+     * dialer needs `acceptRelay` and takes the connection with `acceptHybrid`.
+     */
+open func connectHybrid(node: Node, deviceId: String, options: HybridOptions? = nil)async throws  -> HybridConnection  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtcdialer_connect_hybrid(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node),FfiConverterString.lower(deviceId),FfiConverterOptionTypeHybridOptions.lower(options)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeHybridConnection_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * Connects `node` to device `deviceId` through the signaling server's relay instead of
+     * WebRTC (the server forwards the end-to-end encrypted link). The peer's dialer needs
+     * `acceptRelay`.
+     */
+open func connectRelay(node: Node, deviceId: String)async throws  -> Connection  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtcdialer_connect_relay(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node),FfiConverterString.lower(deviceId)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeConnection_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWebRtcDialer: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = WebRtcDialer
+
+    public static func lift(_ handle: UInt64) throws -> WebRtcDialer {
+        return WebRtcDialer(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: WebRtcDialer) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WebRtcDialer {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: WebRtcDialer, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcDialer_lift(_ handle: UInt64) throws -> WebRtcDialer {
+    return try FfiConverterTypeWebRtcDialer.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcDialer_lower(_ value: WebRtcDialer) -> UInt64 {
+    return FfiConverterTypeWebRtcDialer.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A WebRTC peer connection with one `peerlink` data channel; the application carries the
+ * signals (`setListener` → `onSignal` → the peer's `handleSignal`).
+ */
+public protocol WebRtcLinkProtocol: AnyObject, Sendable {
+    
+    /**
+     * The next data channel the peer opened (other than `peerlink`), or nothing once the
+     * link is closed.
+     */
+    func acceptChannel() async  -> DataChannel?
+    
+    /**
+     * Closes the peer connection and releases the listener. Kotlin: `closeLink`.
+     */
+    func close() async 
+    
+    /**
+     * Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink
+     * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
+     */
+    func connect(node: Node, timeoutMs: UInt64?) async throws  -> Connection
+    
+    /**
+     * Opens another data channel on the link with its own options (ordered, partial
+     * reliability, priority). The offerer may call it before `start`; after the link is up
+     * either side may, and the peer receives it from `acceptChannel`. The label `peerlink`
+     * is taken by the link's own channel (`InvalidArgument`).
+     */
+    func createChannel(label: String, options: ChannelOptions) async throws  -> DataChannel
+    
+    /**
+     * Applies a signal from the peer (simple-peer JSON as its listener received it).
+     */
+    func handleSignal(json: String) async throws 
+    
+    /**
+     * ICE restarts this side started or asked for.
+     */
+    func iceRestarts()  -> UInt32
+    
+    /**
+     * Restarts ICE now (new credentials, new candidates; the link and its channels stay
+     * up): the offerer sends a new offer, the answerer asks the offerer for one.
+     */
+    func restartIce() async throws 
+    
+    /**
+     * This side's role.
+     */
+    func role()  -> WebRtcRole
+    
+    /**
+     * Delivers signals and state changes to `listener` (replacing any previous one);
+     * signals produced before are delivered at once, in order.
+     */
+    func setListener(listener: WebRtcLinkListener) 
+    
+    /**
+     * Offerer: creates the offer (delivered to the listener).
+     */
+    func start() async throws 
+    
+    /**
+     * The peer connection state: `new`, `connecting`, `connected`, `disconnected`, `failed`
+     * or `closed`.
+     */
+    func state()  -> String
+    
+}
+/**
+ * A WebRTC peer connection with one `peerlink` data channel; the application carries the
+ * signals (`setListener` → `onSignal` → the peer's `handleSignal`).
+ */
+open class WebRtcLink: WebRtcLinkProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_webrtclink(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_webrtclink(handle, $0) }
+    }
+
+    
+    /**
+     * Creates a link and binds its sockets. The offerer also creates the `peerlink`
+     * channel. Nothing is sent before `start` (offerer) or the first `handleSignal`
+     * (answerer).
+     */
+public static func create(role: WebRtcRole, options: WebRtcOptions? = nil)async throws  -> WebRtcLink  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_constructor_webrtclink_create(FfiConverterTypeWebRtcRole_lower(role),FfiConverterOptionTypeWebRtcOptions.lower(options)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeWebRtcLink_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+
+    
+    /**
+     * The next data channel the peer opened (other than `peerlink`), or nothing once the
+     * link is closed.
+     */
+open func acceptChannel()async  -> DataChannel?  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtclink_accept_channel(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeDataChannel.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Closes the peer connection and releases the listener. Kotlin: `closeLink`.
+     */
+open func close()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtclink_close(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink
+     * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
+     */
+open func connect(node: Node, timeoutMs: UInt64? = nil)async throws  -> Connection  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtclink_connect(
+                        self.uniffiCloneHandle(),FfiConverterTypeNode_lower(node),FfiConverterOptionUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeConnection_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * Opens another data channel on the link with its own options (ordered, partial
+     * reliability, priority). The offerer may call it before `start`; after the link is up
+     * either side may, and the peer receives it from `acceptChannel`. The label `peerlink`
+     * is taken by the link's own channel (`InvalidArgument`).
+     */
+open func createChannel(label: String, options: ChannelOptions)async throws  -> DataChannel  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtclink_create_channel(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(label),FfiConverterTypeChannelOptions_lower(options)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_u64,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_u64,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_u64,
+            liftFunc: FfiConverterTypeDataChannel_lift,
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * Applies a signal from the peer (simple-peer JSON as its listener received it).
+     */
+open func handleSignal(json: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtclink_handle_signal(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(json)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * ICE restarts this side started or asked for.
+     */
+open func iceRestarts() -> UInt32  {
+    return try!  FfiConverterUInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_webrtclink_ice_restarts(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Restarts ICE now (new credentials, new candidates; the link and its channels stay
+     * up): the offerer sends a new offer, the answerer asks the offerer for one.
+     */
+open func restartIce()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtclink_restart_ice(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * This side's role.
+     */
+open func role() -> WebRtcRole  {
+    return try!  FfiConverterTypeWebRtcRole_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_webrtclink_role(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Delivers signals and state changes to `listener` (replacing any previous one);
+     * signals produced before are delivered at once, in order.
+     */
+open func setListener(listener: WebRtcLinkListener)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_webrtclink_set_listener(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeWebRtcLinkListener_lower(listener),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Offerer: creates the offer (delivered to the listener).
+     */
+open func start()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_webrtclink_start(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * The peer connection state: `new`, `connecting`, `connected`, `disconnected`, `failed`
+     * or `closed`.
+     */
+open func state() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_webrtclink_state(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWebRtcLink: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = WebRtcLink
+
+    public static func lift(_ handle: UInt64) throws -> WebRtcLink {
+        return WebRtcLink(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: WebRtcLink) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WebRtcLink {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: WebRtcLink, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcLink_lift(_ handle: UInt64) throws -> WebRtcLink {
+    return try FfiConverterTypeWebRtcLink.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcLink_lower(_ value: WebRtcLink) -> UInt64 {
+    return FfiConverterTypeWebRtcLink.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Receives a link's signals and state changes. Called on a runtime thread: return quickly.
+ */
+public protocol WebRtcLinkListener: AnyObject, Sendable {
+    
+    /**
+     * A signal to deliver to the peer's `handleSignal` (simple-peer JSON).
+     */
+    func onSignal(json: String) 
+    
+    /**
+     * The peer connection state changed (`connecting`, `connected`, `disconnected`,
+     * `failed`, `closed`).
+     */
+    func onStateChange(state: String) 
+    
+}
+/**
+ * Receives a link's signals and state changes. Called on a runtime thread: return quickly.
+ */
+open class WebRtcLinkListenerImpl: WebRtcLinkListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_webrtclinklistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_webrtclinklistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * A signal to deliver to the peer's `handleSignal` (simple-peer JSON).
+     */
+open func onSignal(json: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_webrtclinklistener_on_signal(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(json),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The peer connection state changed (`connecting`, `connected`, `disconnected`,
+     * `failed`, `closed`).
+     */
+open func onStateChange(state: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_webrtclinklistener_on_state_change(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(state),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceWebRtcLinkListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceWebRtcLinkListener = UniffiVTableCallbackInterfaceWebRtcLinkListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeWebRtcLinkListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface WebRtcLinkListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeWebRtcLinkListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface WebRtcLinkListener: handle missing in uniffiClone")
+            }
+        },
+        onSignal: { (
+            uniffiHandle: UInt64,
+            json: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeWebRtcLinkListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onSignal(
+                     json: try FfiConverterString.lift(json)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onStateChange: { (
+            uniffiHandle: UInt64,
+            state: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeWebRtcLinkListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onStateChange(
+                     state: try FfiConverterString.lift(state)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceWebRtcLinkListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceWebRtcLinkListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitWebRtcLinkListener() {
+    uniffi_peerlink_ffi_fn_init_callback_vtable_webrtclinklistener(UniffiCallbackInterfaceWebRtcLinkListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWebRtcLinkListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<WebRtcLinkListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = WebRtcLinkListener
+
+    public static func lift(_ handle: UInt64) throws -> WebRtcLinkListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return WebRtcLinkListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: WebRtcLinkListener) -> UInt64 {
+         if let rustImpl = value as? WebRtcLinkListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WebRtcLinkListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: WebRtcLinkListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcLinkListener_lift(_ handle: UInt64) throws -> WebRtcLinkListener {
+    return try FfiConverterTypeWebRtcLinkListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcLinkListener_lower(_ value: WebRtcLinkListener) -> UInt64 {
+    return FfiConverterTypeWebRtcLinkListener.lower(value)
+}
+
+
+
+
+/**
+ * Options of one data channel (the browser's `RTCDataChannelInit`).
+ */
+public struct ChannelOptions: Equatable, Hashable {
+    /**
+     * Deliver in order (default true).
+     */
+    public var ordered: Bool
+    /**
+     * Give up on a message after this many retransmissions (partial reliability).
+     */
+    public var maxRetransmits: UInt16?
+    /**
+     * Give up on a message after this many milliseconds (partial reliability).
+     */
+    public var maxPacketLifeTime: UInt16?
+    /**
+     * Sub-protocol name carried in the channel-open message.
+     */
+    public var `protocol`: String
+    /**
+     * Pre-negotiated stream id: both sides create the channel with the same id.
+     */
+    public var negotiated: UInt16?
+    /**
+     * The channel's priority (default low).
+     */
+    public var priority: ChannelPriority?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Deliver in order (default true).
+         */ordered: Bool = true, 
+        /**
+         * Give up on a message after this many retransmissions (partial reliability).
+         */maxRetransmits: UInt16? = nil, 
+        /**
+         * Give up on a message after this many milliseconds (partial reliability).
+         */maxPacketLifeTime: UInt16? = nil, 
+        /**
+         * Sub-protocol name carried in the channel-open message.
+         */`protocol`: String = "", 
+        /**
+         * Pre-negotiated stream id: both sides create the channel with the same id.
+         */negotiated: UInt16? = nil, 
+        /**
+         * The channel's priority (default low).
+         */priority: ChannelPriority? = nil) {
+        self.ordered = ordered
+        self.maxRetransmits = maxRetransmits
+        self.maxPacketLifeTime = maxPacketLifeTime
+        self.`protocol` = `protocol`
+        self.negotiated = negotiated
+        self.priority = priority
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ChannelOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeChannelOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ChannelOptions {
+        return
+            try ChannelOptions(
+                ordered: FfiConverterBool.read(from: &buf), 
+                maxRetransmits: FfiConverterOptionUInt16.read(from: &buf), 
+                maxPacketLifeTime: FfiConverterOptionUInt16.read(from: &buf), 
+                protocol: FfiConverterString.read(from: &buf), 
+                negotiated: FfiConverterOptionUInt16.read(from: &buf), 
+                priority: FfiConverterOptionTypeChannelPriority.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ChannelOptions, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.ordered, into: &buf)
+        FfiConverterOptionUInt16.write(value.maxRetransmits, into: &buf)
+        FfiConverterOptionUInt16.write(value.maxPacketLifeTime, into: &buf)
+        FfiConverterString.write(value.`protocol`, into: &buf)
+        FfiConverterOptionUInt16.write(value.negotiated, into: &buf)
+        FfiConverterOptionTypeChannelPriority.write(value.priority, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChannelOptions_lift(_ buf: RustBuffer) throws -> ChannelOptions {
+    return try FfiConverterTypeChannelOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChannelOptions_lower(_ value: ChannelOptions) -> RustBuffer {
+    return FfiConverterTypeChannelOptions.lower(value)
+}
 
 
 /**
@@ -3700,6 +5571,387 @@ public func FfiConverterTypeDeviceInfo_lift(_ buf: RustBuffer) throws -> DeviceI
 #endif
 public func FfiConverterTypeDeviceInfo_lower(_ value: DeviceInfo) -> RustBuffer {
     return FfiConverterTypeDeviceInfo.lower(value)
+}
+
+
+/**
+ * Settings of a `WebRtcDialer`.
+ */
+public struct DialerOptions: Equatable, Hashable {
+    /**
+     * Settings of every link.
+     */
+    public var webrtc: WebRtcOptions?
+    /**
+     * How long a link may take from the offer to an open channel (default 20 000 ms).
+     */
+    public var openTimeoutMs: UInt64?
+    /**
+     * Take the relay links other devices open through the server (`connectRelay`,
+     * `connectHybrid`) as incoming links too (default false: they are refused).
+     */
+    public var acceptRelay: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Settings of every link.
+         */webrtc: WebRtcOptions? = nil, 
+        /**
+         * How long a link may take from the offer to an open channel (default 20 000 ms).
+         */openTimeoutMs: UInt64? = nil, 
+        /**
+         * Take the relay links other devices open through the server (`connectRelay`,
+         * `connectHybrid`) as incoming links too (default false: they are refused).
+         */acceptRelay: Bool = false) {
+        self.webrtc = webrtc
+        self.openTimeoutMs = openTimeoutMs
+        self.acceptRelay = acceptRelay
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DialerOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDialerOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DialerOptions {
+        return
+            try DialerOptions(
+                webrtc: FfiConverterOptionTypeWebRtcOptions.read(from: &buf), 
+                openTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
+                acceptRelay: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DialerOptions, into buf: inout [UInt8]) {
+        FfiConverterOptionTypeWebRtcOptions.write(value.webrtc, into: &buf)
+        FfiConverterOptionUInt64.write(value.openTimeoutMs, into: &buf)
+        FfiConverterBool.write(value.acceptRelay, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDialerOptions_lift(_ buf: RustBuffer) throws -> DialerOptions {
+    return try FfiConverterTypeDialerOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDialerOptions_lower(_ value: DialerOptions) -> RustBuffer {
+    return FfiConverterTypeDialerOptions.lower(value)
+}
+
+
+/**
+ * Something that happened to a hybrid connection's paths.
+ */
+public struct HybridEventInfo: Equatable, Hashable {
+    /**
+     * `path`, `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`, `webrtcFailed`,
+     * `webrtcClosed` or `relayClosed`.
+     */
+    public var kind: String
+    /**
+     * `path`: the path new calls take now (`relay` or `webrtc`).
+     */
+    public var path: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `path`, `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`, `webrtcFailed`,
+         * `webrtcClosed` or `relayClosed`.
+         */kind: String, 
+        /**
+         * `path`: the path new calls take now (`relay` or `webrtc`).
+         */path: String?) {
+        self.kind = kind
+        self.path = path
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HybridEventInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHybridEventInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HybridEventInfo {
+        return
+            try HybridEventInfo(
+                kind: FfiConverterString.read(from: &buf), 
+                path: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HybridEventInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.kind, into: &buf)
+        FfiConverterOptionString.write(value.path, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHybridEventInfo_lift(_ buf: RustBuffer) throws -> HybridEventInfo {
+    return try FfiConverterTypeHybridEventInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHybridEventInfo_lower(_ value: HybridEventInfo) -> RustBuffer {
+    return FfiConverterTypeHybridEventInfo.lower(value)
+}
+
+
+/**
+ * Settings of `WebRtcDialer.connectHybrid`.
+ */
+public struct HybridOptions: Equatable, Hashable {
+    /**
+     * Wait between failed WebRTC attempts, and after a WebRTC link dies before trying again
+     * (default 5 000 ms).
+     */
+    public var retryDelayMs: UInt64?
+    /**
+     * WebRTC attempts before staying on the relay for good (default 3; 0: never try).
+     */
+    public var maxWebrtcAttempts: UInt32?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Wait between failed WebRTC attempts, and after a WebRTC link dies before trying again
+         * (default 5 000 ms).
+         */retryDelayMs: UInt64? = nil, 
+        /**
+         * WebRTC attempts before staying on the relay for good (default 3; 0: never try).
+         */maxWebrtcAttempts: UInt32? = nil) {
+        self.retryDelayMs = retryDelayMs
+        self.maxWebrtcAttempts = maxWebrtcAttempts
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HybridOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHybridOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HybridOptions {
+        return
+            try HybridOptions(
+                retryDelayMs: FfiConverterOptionUInt64.read(from: &buf), 
+                maxWebrtcAttempts: FfiConverterOptionUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HybridOptions, into buf: inout [UInt8]) {
+        FfiConverterOptionUInt64.write(value.retryDelayMs, into: &buf)
+        FfiConverterOptionUInt32.write(value.maxWebrtcAttempts, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHybridOptions_lift(_ buf: RustBuffer) throws -> HybridOptions {
+    return try FfiConverterTypeHybridOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHybridOptions_lower(_ value: HybridOptions) -> RustBuffer {
+    return FfiConverterTypeHybridOptions.lower(value)
+}
+
+
+/**
+ * One STUN or TURN server, as in the browser's `RTCIceServer`.
+ */
+public struct IceServer: Equatable, Hashable {
+    /**
+     * `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+     */
+    public var urls: [String]
+    /**
+     * TURN username.
+     */
+    public var username: String?
+    /**
+     * TURN credential (password or REST token).
+     */
+    public var credential: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+         */urls: [String], 
+        /**
+         * TURN username.
+         */username: String? = nil, 
+        /**
+         * TURN credential (password or REST token).
+         */credential: String? = nil) {
+        self.urls = urls
+        self.username = username
+        self.credential = credential
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension IceServer: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIceServer: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IceServer {
+        return
+            try IceServer(
+                urls: FfiConverterSequenceString.read(from: &buf), 
+                username: FfiConverterOptionString.read(from: &buf), 
+                credential: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: IceServer, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.urls, into: &buf)
+        FfiConverterOptionString.write(value.username, into: &buf)
+        FfiConverterOptionString.write(value.credential, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIceServer_lift(_ buf: RustBuffer) throws -> IceServer {
+    return try FfiConverterTypeIceServer.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIceServer_lower(_ value: IceServer) -> RustBuffer {
+    return FfiConverterTypeIceServer.lower(value)
+}
+
+
+/**
+ * A room member as the server lists it.
+ */
+public struct Member: Equatable, Hashable {
+    /**
+     * Its device id.
+     */
+    public var deviceId: String
+    /**
+     * Its user id.
+     */
+    public var userId: String
+    /**
+     * Its Ed25519 public key, base64.
+     */
+    public var publicKey: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its device id.
+         */deviceId: String, 
+        /**
+         * Its user id.
+         */userId: String, 
+        /**
+         * Its Ed25519 public key, base64.
+         */publicKey: String) {
+        self.deviceId = deviceId
+        self.userId = userId
+        self.publicKey = publicKey
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Member: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMember: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Member {
+        return
+            try Member(
+                deviceId: FfiConverterString.read(from: &buf), 
+                userId: FfiConverterString.read(from: &buf), 
+                publicKey: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Member, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.deviceId, into: &buf)
+        FfiConverterString.write(value.userId, into: &buf)
+        FfiConverterString.write(value.publicKey, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMember_lift(_ buf: RustBuffer) throws -> Member {
+    return try FfiConverterTypeMember.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMember_lower(_ value: Member) -> RustBuffer {
+    return FfiConverterTypeMember.lower(value)
 }
 
 
@@ -4082,6 +6334,125 @@ public func FfiConverterTypePathReport_lower(_ value: PathReport) -> RustBuffer 
 
 
 /**
+ * Settings of `SignalingClient.connect`.
+ */
+public struct SignalingOptions {
+    /**
+     * Server URLs (`ws://host:port/ws`), tried in turn.
+     */
+    public var urls: [String]
+    /**
+     * The identity the client authenticates with (the node's).
+     */
+    public var identity: Identity
+    /**
+     * The user id announced to other members.
+     */
+    public var userId: String
+    /**
+     * The device id others connect to.
+     */
+    public var deviceId: String
+    /**
+     * Admission token, when the server requires one.
+     */
+    public var token: String?
+    /**
+     * Deadline for connecting and authenticating once (default 10 000 ms).
+     */
+    public var connectTimeoutMs: UInt64?
+    /**
+     * Deadline for a request's reply (default 10 000 ms).
+     */
+    public var requestTimeoutMs: UInt64?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Server URLs (`ws://host:port/ws`), tried in turn.
+         */urls: [String], 
+        /**
+         * The identity the client authenticates with (the node's).
+         */identity: Identity, 
+        /**
+         * The user id announced to other members.
+         */userId: String, 
+        /**
+         * The device id others connect to.
+         */deviceId: String, 
+        /**
+         * Admission token, when the server requires one.
+         */token: String? = nil, 
+        /**
+         * Deadline for connecting and authenticating once (default 10 000 ms).
+         */connectTimeoutMs: UInt64? = nil, 
+        /**
+         * Deadline for a request's reply (default 10 000 ms).
+         */requestTimeoutMs: UInt64? = nil) {
+        self.urls = urls
+        self.identity = identity
+        self.userId = userId
+        self.deviceId = deviceId
+        self.token = token
+        self.connectTimeoutMs = connectTimeoutMs
+        self.requestTimeoutMs = requestTimeoutMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SignalingOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSignalingOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SignalingOptions {
+        return
+            try SignalingOptions(
+                urls: FfiConverterSequenceString.read(from: &buf), 
+                identity: FfiConverterTypeIdentity.read(from: &buf), 
+                userId: FfiConverterString.read(from: &buf), 
+                deviceId: FfiConverterString.read(from: &buf), 
+                token: FfiConverterOptionString.read(from: &buf), 
+                connectTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
+                requestTimeoutMs: FfiConverterOptionUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SignalingOptions, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.urls, into: &buf)
+        FfiConverterTypeIdentity.write(value.identity, into: &buf)
+        FfiConverterString.write(value.userId, into: &buf)
+        FfiConverterString.write(value.deviceId, into: &buf)
+        FfiConverterOptionString.write(value.token, into: &buf)
+        FfiConverterOptionUInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterOptionUInt64.write(value.requestTimeoutMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSignalingOptions_lift(_ buf: RustBuffer) throws -> SignalingOptions {
+    return try FfiConverterTypeSignalingOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSignalingOptions_lower(_ value: SignalingOptions) -> RustBuffer {
+    return FfiConverterTypeSignalingOptions.lower(value)
+}
+
+
+/**
  * Peers trust levels, as returned by a [`TrustPolicy`] (a level below 0 refuses the link).
  */
 public struct TrustLevels: Equatable, Hashable {
@@ -4114,9 +6485,10 @@ public struct TrustLevels: Equatable, Hashable {
      */
     public var trusted: Int32
     /**
-     * One of our own devices (100).
+     * One of this user's own devices (100; the Rust `TrustLevel::SELF`). Kotlin: `self`;
+     * Swift: `selfDevice`, since `self` is reserved there.
      */
-    public var own: Int32
+    public var selfDevice: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4143,8 +6515,9 @@ public struct TrustLevels: Equatable, Hashable {
          * Explicitly trusted (50).
          */trusted: Int32, 
         /**
-         * One of our own devices (100).
-         */own: Int32) {
+         * One of this user's own devices (100; the Rust `TrustLevel::SELF`). Kotlin: `self`;
+         * Swift: `selfDevice`, since `self` is reserved there.
+         */selfDevice: Int32) {
         self.malicious = malicious
         self.untrusted = untrusted
         self.unknown = unknown
@@ -4152,7 +6525,7 @@ public struct TrustLevels: Equatable, Hashable {
         self.newDevice = newDevice
         self.known = known
         self.trusted = trusted
-        self.own = own
+        self.selfDevice = selfDevice
     }
 
     
@@ -4178,7 +6551,7 @@ public struct FfiConverterTypeTrustLevels: FfiConverterRustBuffer {
                 newDevice: FfiConverterInt32.read(from: &buf), 
                 known: FfiConverterInt32.read(from: &buf), 
                 trusted: FfiConverterInt32.read(from: &buf), 
-                own: FfiConverterInt32.read(from: &buf)
+                selfDevice: FfiConverterInt32.read(from: &buf)
         )
     }
 
@@ -4190,7 +6563,7 @@ public struct FfiConverterTypeTrustLevels: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.newDevice, into: &buf)
         FfiConverterInt32.write(value.known, into: &buf)
         FfiConverterInt32.write(value.trusted, into: &buf)
-        FfiConverterInt32.write(value.own, into: &buf)
+        FfiConverterInt32.write(value.selfDevice, into: &buf)
     }
 }
 
@@ -4208,6 +6581,268 @@ public func FfiConverterTypeTrustLevels_lift(_ buf: RustBuffer) throws -> TrustL
 public func FfiConverterTypeTrustLevels_lower(_ value: TrustLevels) -> RustBuffer {
     return FfiConverterTypeTrustLevels.lower(value)
 }
+
+
+/**
+ * WebRTC settings (the Rust `WebRtcConfig`).
+ */
+public struct WebRtcOptions: Equatable, Hashable {
+    /**
+     * STUN/TURN servers.
+     */
+    public var iceServers: [IceServer]
+    /**
+     * Which candidates ICE may use (default all).
+     */
+    public var iceTransportPolicy: IcePolicy?
+    /**
+     * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Empty (the default):
+     * `0.0.0.0:0`, one socket per non-loopback interface.
+     */
+    public var bindAddrs: [String]
+    /**
+     * Trickle ICE candidates (default true); false sends one description holding them all.
+     */
+    public var trickle: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * STUN/TURN servers.
+         */iceServers: [IceServer] = [], 
+        /**
+         * Which candidates ICE may use (default all).
+         */iceTransportPolicy: IcePolicy? = nil, 
+        /**
+         * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Empty (the default):
+         * `0.0.0.0:0`, one socket per non-loopback interface.
+         */bindAddrs: [String] = [], 
+        /**
+         * Trickle ICE candidates (default true); false sends one description holding them all.
+         */trickle: Bool = true) {
+        self.iceServers = iceServers
+        self.iceTransportPolicy = iceTransportPolicy
+        self.bindAddrs = bindAddrs
+        self.trickle = trickle
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension WebRtcOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWebRtcOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WebRtcOptions {
+        return
+            try WebRtcOptions(
+                iceServers: FfiConverterSequenceTypeIceServer.read(from: &buf), 
+                iceTransportPolicy: FfiConverterOptionTypeIcePolicy.read(from: &buf), 
+                bindAddrs: FfiConverterSequenceString.read(from: &buf), 
+                trickle: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: WebRtcOptions, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeIceServer.write(value.iceServers, into: &buf)
+        FfiConverterOptionTypeIcePolicy.write(value.iceTransportPolicy, into: &buf)
+        FfiConverterSequenceString.write(value.bindAddrs, into: &buf)
+        FfiConverterBool.write(value.trickle, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcOptions_lift(_ buf: RustBuffer) throws -> WebRtcOptions {
+    return try FfiConverterTypeWebRtcOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcOptions_lower(_ value: WebRtcOptions) -> RustBuffer {
+    return FfiConverterTypeWebRtcOptions.lower(value)
+}
+
+
+/**
+ * A data channel's priority (the W3C `RTCPriorityType`): carried to the peer in the
+ * channel-open message; this side's sends on the link are scheduled by it.
+ */
+
+public enum ChannelPriority: Equatable, Hashable {
+    
+    /**
+     * `very-low`.
+     */
+    case veryLow
+    /**
+     * `low`, the default (as in browsers).
+     */
+    case low
+    /**
+     * `medium`.
+     */
+    case medium
+    /**
+     * `high`.
+     */
+    case high
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ChannelPriority: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeChannelPriority: FfiConverterRustBuffer {
+    typealias SwiftType = ChannelPriority
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ChannelPriority {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .veryLow
+        
+        case 2: return .low
+        
+        case 3: return .medium
+        
+        case 4: return .high
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ChannelPriority, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .veryLow:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .low:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .medium:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .high:
+            writeInt(&buf, Int32(4))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChannelPriority_lift(_ buf: RustBuffer) throws -> ChannelPriority {
+    return try FfiConverterTypeChannelPriority.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChannelPriority_lower(_ value: ChannelPriority) -> RustBuffer {
+    return FfiConverterTypeChannelPriority.lower(value)
+}
+
+
+
+/**
+ * Which candidates ICE may use.
+ */
+
+public enum IcePolicy: Equatable, Hashable {
+    
+    /**
+     * Host, server-reflexive and relay candidates.
+     */
+    case all
+    /**
+     * Only TURN relay candidates (hides the device's addresses from the peer).
+     */
+    case relay
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension IcePolicy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIcePolicy: FfiConverterRustBuffer {
+    typealias SwiftType = IcePolicy
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IcePolicy {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .all
+        
+        case 2: return .relay
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: IcePolicy, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .all:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .relay:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIcePolicy_lift(_ buf: RustBuffer) throws -> IcePolicy {
+    return try FfiConverterTypeIcePolicy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIcePolicy_lower(_ value: IcePolicy) -> RustBuffer {
+    return FfiConverterTypeIcePolicy.lower(value)
+}
+
 
 
 /**
@@ -4608,6 +7243,129 @@ public func FfiConverterTypePeerlinkError_lower(_ value: PeerlinkError) -> RustB
     return FfiConverterTypePeerlinkError.lower(value)
 }
 
+
+/**
+ * Which side of a WebRTC link this is.
+ */
+
+public enum WebRtcRole: Equatable, Hashable {
+    
+    /**
+     * Creates the offer (and the `peerlink` channel).
+     */
+    case offerer
+    /**
+     * Answers the offer.
+     */
+    case answerer
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension WebRtcRole: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWebRtcRole: FfiConverterRustBuffer {
+    typealias SwiftType = WebRtcRole
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WebRtcRole {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .offerer
+        
+        case 2: return .answerer
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: WebRtcRole, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .offerer:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .answerer:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcRole_lift(_ buf: RustBuffer) throws -> WebRtcRole {
+    return try FfiConverterTypeWebRtcRole.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWebRtcRole_lower(_ value: WebRtcRole) -> RustBuffer {
+    return FfiConverterTypeWebRtcRole.lower(value)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
+    typealias SwiftType = UInt16?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt16.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt16.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
+    typealias SwiftType = UInt32?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt32.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -4731,6 +7489,54 @@ fileprivate struct FfiConverterOptionTypeConnection: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeDataChannel: FfiConverterRustBuffer {
+    typealias SwiftType = DataChannel?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDataChannel.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDataChannel.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeHybridConnection: FfiConverterRustBuffer {
+    typealias SwiftType = HybridConnection?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeHybridConnection.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeHybridConnection.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeRecvStream: FfiConverterRustBuffer {
     typealias SwiftType = RecvStream?
 
@@ -4803,6 +7609,78 @@ fileprivate struct FfiConverterOptionTypeCloseInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeDialerOptions: FfiConverterRustBuffer {
+    typealias SwiftType = DialerOptions?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDialerOptions.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDialerOptions.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeHybridEventInfo: FfiConverterRustBuffer {
+    typealias SwiftType = HybridEventInfo?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeHybridEventInfo.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeHybridEventInfo.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeHybridOptions: FfiConverterRustBuffer {
+    typealias SwiftType = HybridOptions?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeHybridOptions.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeHybridOptions.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypePathCandidate: FfiConverterRustBuffer {
     typealias SwiftType = PathCandidate?
 
@@ -4819,6 +7697,78 @@ fileprivate struct FfiConverterOptionTypePathCandidate: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypePathCandidate.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeWebRtcOptions: FfiConverterRustBuffer {
+    typealias SwiftType = WebRtcOptions?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeWebRtcOptions.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeWebRtcOptions.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeChannelPriority: FfiConverterRustBuffer {
+    typealias SwiftType = ChannelPriority?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeChannelPriority.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeChannelPriority.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeIcePolicy: FfiConverterRustBuffer {
+    typealias SwiftType = IcePolicy?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeIcePolicy.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeIcePolicy.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4869,6 +7819,56 @@ fileprivate struct FfiConverterSequenceTypeConnection: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeConnection.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeIceServer: FfiConverterRustBuffer {
+    typealias SwiftType = [IceServer]
+
+    public static func write(_ value: [IceServer], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeIceServer.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [IceServer] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [IceServer]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeIceServer.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeMember: FfiConverterRustBuffer {
+    typealias SwiftType = [Member]
+
+    public static func write(_ value: [Member], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeMember.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Member] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Member]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeMember.read(from: &buf))
         }
         return seq
     }
@@ -5265,6 +8265,129 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerlink_ffi_checksum_method_node_unexpose() != 5847) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_close() != 36286) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_current() != 55330) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_is_open() != 22693) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_next_event() != 51482) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_path() != 6589) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_relay() != 12027) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_remote() != 52453) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_wait_for_path() != 15540) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_hybridconnection_webrtc() != 35120) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_signalingclient_close() != 40420) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_signalingclient_device_id() != 34326) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_signalingclient_is_connected() != 18727) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_signalingclient_join() != 32274) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_signalingclient_leave() != 33216) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtcdialer_accept() != 14860) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtcdialer_accept_hybrid() != 40808) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtcdialer_close() != 17781) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect() != 60859) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect_hybrid() != 6005) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect_relay() != 21240) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_buffered_amount() != 15181) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_close() != 23694) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_label() != 39050) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_max_message_size() != 11328) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_opened() != 32541) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_priority() != 65465) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_recv() != 61594) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_datachannel_send() != 37649) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_accept_channel() != 62317) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_close() != 14402) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_connect() != 51550) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_create_channel() != 7783) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_handle_signal() != 50126) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_ice_restarts() != 23344) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_restart_ice() != 62545) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_role() != 38525) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_set_listener() != 49743) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_start() != 56502) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclink_state() != 46282) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclinklistener_on_signal() != 45529) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_webrtclinklistener_on_state_change() != 50856) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerlink_ffi_checksum_constructor_identity_from_secret_key() != 41770) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5277,10 +8400,20 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerlink_ffi_checksum_constructor_node_new() != 16443) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerlink_ffi_checksum_constructor_signalingclient_connect() != 18962) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_constructor_webrtcdialer_new() != 45891) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_constructor_webrtclink_create() != 2486) {
+        return InitializationResult.apiChecksumMismatch
+    }
 
     uniffiCallbackInitNodeListener()
     uniffiCallbackInitRpcHandler()
     uniffiCallbackInitTrustPolicy()
+    uniffiCallbackInitWebRtcLinkListener()
     return InitializationResult.ok
 }()
 

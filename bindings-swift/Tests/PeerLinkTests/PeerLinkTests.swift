@@ -365,4 +365,229 @@ final class PeerLinkTests: XCTestCase {
         await alice.close()
         await bob.close()
     }
+
+    func testTrustLevelsCarryTheRustNames() {
+        let levels = trustLevels()
+        // The Rust `TrustLevel::SELF`; `self` is reserved in Swift.
+        XCTAssertEqual(levels.selfDevice, 100)
+        XCTAssertEqual(levels.trusted, 50)
+        XCTAssertEqual(levels.newUser, 10)
+        XCTAssertEqual(levels.malicious, -20)
+    }
+
+    func testWebRtcLinkDataChannelsWithPrioritiesAndIceRestart() async throws {
+        let alice = try makeNode("alice")
+        let bob = try makeNode("bob")
+        bob.expose(name: "echo", handler: Handler { _, args in args })
+        let p = try await linkPair(alice, bob)
+        XCTAssertEqual(p.a.transportKind(), "webrtc")
+        let echoed = try await p.a.call(name: "echo", args: Data([1]))
+        XCTAssertEqual(echoed, Data([1]))
+
+        let priorities: [ChannelPriority] = [.veryLow, .low, .medium, .high]
+        var made: [DataChannel] = []
+        for priority in priorities {
+            made.append(try await p.offerer.createChannel(label: "ch-\(priority)", options: ChannelOptions(priority: priority)))
+        }
+        made.append(try await p.offerer.createChannel(
+            label: "lossy", options: ChannelOptions(ordered: false, maxRetransmits: 0, priority: .high)))
+        // Channels opened on a running link may arrive in any order: pair them by label.
+        var arrived: [String: DataChannel] = [:]
+        for _ in made {
+            guard let ch = await p.answerer.acceptChannel() else { return XCTFail("a channel did not arrive") }
+            arrived[ch.label()] = ch
+        }
+        let seen = made.compactMap { arrived[$0.label()] }
+        XCTAssertEqual(seen.map { $0.label() }, made.map { $0.label() })
+        XCTAssertEqual(seen.map { $0.priority() }, priorities + [.high])
+        for (mine, theirs) in zip(made, seen) {
+            try await mine.opened()
+            try await theirs.opened()
+            try await mine.send(data: Data("to \(mine.label())".utf8))
+            let got = await theirs.recv()
+            XCTAssertEqual(got, Data("to \(mine.label())".utf8))
+        }
+        do {
+            _ = try await p.offerer.createChannel(
+                label: "x", options: ChannelOptions(maxRetransmits: 1, maxPacketLifeTime: 1))
+            XCTFail("both partial-reliability limits were accepted")
+        } catch PeerlinkError.InvalidArgument(let code, _) {
+            XCTAssertEqual(code, "invalid_argument")
+        }
+
+        XCTAssertEqual(p.offerer.iceRestarts(), 0)
+        try await p.offerer.restartIce()
+        XCTAssertEqual(p.offerer.iceRestarts(), 1)
+        // One restart at a time: the offerer ignores requests until the restart's answer is in.
+        try await waitUntil("the restart answer") { p.toOfferer.appliedAnswers == 2 }
+        try await p.answerer.restartIce()
+        try await waitUntil("the offerer restarting for the answerer") { p.offerer.iceRestarts() == 2 }
+        try await waitUntil("connected again") { p.offerer.state() == "connected" }
+        let again = try await p.a.call(name: "echo", args: Data([2]))
+        XCTAssertEqual(again, Data([2]))
+        await p.close()
+        do {
+            try await p.offerer.restartIce()
+            XCTFail("restart after close")
+        } catch PeerlinkError.Closed(let code, _, _) {
+            XCTAssertEqual(code, "closed")
+        }
+        await alice.close()
+        await bob.close()
+    }
+
+    /// Needs the `peerlink` binary (PEERLINK_BIN) for its signaling server.
+    func testSignalingRelayAndHybridWithPathChanges() async throws {
+        guard let bin = ProcessInfo.processInfo.environment["PEERLINK_BIN"] else {
+            throw XCTSkip("PEERLINK_BIN is not set")
+        }
+        let server = try SignalingServer(bin)
+        defer { server.stop() }
+        let alice = try await signalingPeer(server.url, "alice")
+        let bob = try await signalingPeer(server.url, "bob")
+        bob.node.expose(name: "kind", handler: Handler { _, _ in Data("answered".utf8) })
+
+        async let accepted = bob.dialer.accept(node: bob.node)
+        let relay = try await alice.dialer.connectRelay(node: alice.node, deviceId: bob.deviceId)
+        let relayPeer = try await accepted
+        XCTAssertEqual(relay.transportKind(), "relay")
+        XCTAssertEqual(relayPeer?.transportKind(), "relay")
+        let viaRelay = try await relay.call(name: "kind", args: Data())
+        XCTAssertEqual(viaRelay, Data("answered".utf8))
+
+        // The accepting side keeps an acceptHybrid pending: that is when the WebRTC links of
+        // peers it already has are attached to their hybrid connections.
+        let bobDialer = bob.dialer, bobNode = bob.node
+        let acceptLoop = Task { () -> Int in
+            var count = 0
+            for _ in 0..<10 {
+                guard (try? await bobDialer.acceptHybrid(node: bobNode)) != nil else { break }
+                count += 1
+            }
+            return count
+        }
+        let h = try await alice.dialer.connectHybrid(
+            node: alice.node, deviceId: bob.deviceId,
+            options: HybridOptions(retryDelayMs: 100, maxWebrtcAttempts: 1))
+        XCTAssertEqual(h.relay()?.transportKind(), "relay")
+        let first = await nextPath(h)
+        XCTAssertEqual(first, "webrtc")
+        XCTAssertEqual(h.current().transportKind(), "webrtc")
+        await h.webrtc()?.close(reason: "test")
+        let second = await nextPath(h)
+        XCTAssertEqual(second, "relay")
+        let afterDeath = try await h.current().call(name: "kind", args: Data())
+        XCTAssertEqual(afterDeath, Data("answered".utf8))
+        await h.close(reason: nil)
+        XCTAssertFalse(h.isOpen())
+        await alice.dialer.close()
+        await bob.dialer.close()
+        let acceptedCount = await acceptLoop.value
+        XCTAssertEqual(acceptedCount, 1)
+        await alice.node.close()
+        await bob.node.close()
+    }
+}
+
+/// The next `path` event of `h` (other events skipped, at most 20), or nil once it closed.
+func nextPath(_ h: HybridConnection) async -> String? {
+    for _ in 0..<20 {
+        guard let event = await h.nextEvent() else { return nil }
+        if event.kind == "path" { return event.path }
+    }
+    return nil
+}
+
+/// Carries one link's signals to the other link, as an app would over its own channel.
+final class SignalPipe: WebRtcLinkListener, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _peer: WebRtcLink?
+    var peer: WebRtcLink? {
+        get { lock.withLock { _peer } }
+        set { lock.withLock { _peer = newValue } }
+    }
+    private var _appliedAnswers = 0
+    /// Answers the peer has applied (its handleSignal returned).
+    var appliedAnswers: Int { lock.withLock { _appliedAnswers } }
+    func onSignal(json: String) {
+        guard let to = peer else { return }
+        Task {
+            if (try? await to.handleSignal(json: json)) != nil, json.contains(#""type":"answer""#) {
+                lock.withLock { _appliedAnswers += 1 }
+            }
+        }
+    }
+    func onStateChange(state: String) {}
+}
+
+let loopback = WebRtcOptions(bindAddrs: ["127.0.0.1:0"])
+
+struct LinkPair {
+    let offerer: WebRtcLink, answerer: WebRtcLink, a: Connection, b: Connection, toOfferer: SignalPipe
+    func close() async {
+        await offerer.close()
+        await answerer.close()
+    }
+}
+
+func linkPair(_ from: Node, _ to: Node) async throws -> LinkPair {
+    let offerer = try await WebRtcLink.create(role: .offerer, options: loopback)
+    let answerer = try await WebRtcLink.create(role: .answerer, options: loopback)
+    let toAnswerer = SignalPipe()
+    toAnswerer.peer = answerer
+    let toOfferer = SignalPipe()
+    toOfferer.peer = offerer
+    offerer.setListener(listener: toAnswerer)
+    answerer.setListener(listener: toOfferer)
+    try await offerer.start()
+    async let a = offerer.connect(node: from, timeoutMs: nil)
+    async let b = answerer.connect(node: to, timeoutMs: nil)
+    let (ca, cb) = try await (a, b)
+    return LinkPair(offerer: offerer, answerer: answerer, a: ca, b: cb, toOfferer: toOfferer)
+}
+
+/// `peerlink serve` on 127.0.0.1.
+final class SignalingServer {
+    let process = Process()
+    let url: String
+
+    init(_ bin: String) throws {
+        process.executableURL = URL(fileURLWithPath: bin)
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--no-lobby"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var text = ""
+        // The address is in the server's first output; bounded by the number of reads.
+        for _ in 0..<50 {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+            if let range = text.range(of: #"signaling server on (ws://\S+)"#, options: .regularExpression) {
+                url = String(text[range].dropFirst("signaling server on ".count))
+                return
+            }
+        }
+        process.terminate()
+        throw XCTSkip("the signaling server printed no address")
+    }
+
+    func stop() { process.terminate() }
+}
+
+struct SignalingPeer {
+    let node: Node, dialer: WebRtcDialer, deviceId: String
+}
+
+func signalingPeer(_ url: String, _ user: String) async throws -> SignalingPeer {
+    let identity = Identity.generate()
+    let node = try Node(config: NodeConfig(
+        identity: identity, userId: user, deviceId: "\(user)-device",
+        userName: nil, deviceName: nil, trust: nil,
+        callTimeoutMs: nil, handshakeTimeoutMs: nil, connectTimeoutMs: nil))
+    let client = try await SignalingClient.connect(options: SignalingOptions(
+        urls: [url], identity: identity, userId: user, deviceId: "\(user)-device"))
+    let dialer = try WebRtcDialer(client: client, options: DialerOptions(webrtc: loopback, acceptRelay: true))
+    return SignalingPeer(node: node, dialer: dialer, deviceId: "\(user)-device")
 }

@@ -669,6 +669,12 @@ internal interface UniffiCallbackInterfaceRpcHandlerMethod0 : com.sun.jna.Callba
 internal interface UniffiCallbackInterfaceTrustPolicyMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`device`: RustBuffer.ByValue,`uniffiFutureCallback`: UniffiForeignFutureCompleteI32,`uniffiCallbackData`: Long,`uniffiOutDroppedCallback`: UniffiForeignFutureDroppedCallbackStruct,)
 }
+internal interface UniffiCallbackInterfaceWebRtcLinkListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`json`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceWebRtcLinkListenerMethod1 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`state`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "onConnection", "onConnectionClosed")
 internal open class UniffiVTableCallbackInterfaceNodeListener(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
@@ -726,6 +732,28 @@ internal open class UniffiVTableCallbackInterfaceTrustPolicy(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `trustLevel` = other.`trustLevel`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onSignal", "onStateChange")
+internal open class UniffiVTableCallbackInterfaceWebRtcLinkListener(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onSignal`: UniffiCallbackInterfaceWebRtcLinkListenerMethod0? = null,
+    @JvmField internal var `onStateChange`: UniffiCallbackInterfaceWebRtcLinkListenerMethod1? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onSignal`: UniffiCallbackInterfaceWebRtcLinkListenerMethod0? = null,
+        `onStateChange`: UniffiCallbackInterfaceWebRtcLinkListenerMethod1? = null,
+    ): UniffiVTableCallbackInterfaceWebRtcLinkListener(`uniffiFree`,`uniffiClone`,`onSignal`,`onStateChange`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceWebRtcLinkListener) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onSignal` = other.`onSignal`
+        `onStateChange` = other.`onStateChange`
     }
 
 }
@@ -876,6 +904,88 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_peerlink_ffi_checksum_method_node_unexpose(
     ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_close(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_current(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_is_open(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_next_event(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_path(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_relay(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_remote(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_wait_for_path(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_hybridconnection_webrtc(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_signalingclient_close(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_signalingclient_device_id(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_signalingclient_is_connected(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_signalingclient_join(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_signalingclient_leave(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtcdialer_accept(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtcdialer_accept_hybrid(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtcdialer_close(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect_hybrid(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect_relay(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_buffered_amount(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_close(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_label(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_max_message_size(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_opened(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_priority(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_recv(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_datachannel_send(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_accept_channel(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_close(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_connect(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_create_channel(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_handle_signal(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_ice_restarts(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_restart_ice(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_role(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_set_listener(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_start(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclink_state(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclinklistener_on_signal(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_method_webrtclinklistener_on_state_change(
+    ): Int
     external fun uniffi_peerlink_ffi_checksum_constructor_identity_from_secret_key(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_constructor_identity_from_seed(
@@ -883,6 +993,12 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_peerlink_ffi_checksum_constructor_identity_generate(
     ): Int
     external fun uniffi_peerlink_ffi_checksum_constructor_node_new(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_constructor_signalingclient_connect(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_constructor_webrtcdialer_new(
+    ): Int
+    external fun uniffi_peerlink_ffi_checksum_constructor_webrtclink_create(
     ): Int
     external fun ffi_peerlink_ffi_uniffi_contract_version(
     ): Int
@@ -903,6 +1019,7 @@ internal object UniffiLib {
         uniffiCallbackInterfaceNodeListener.register(this)
         uniffiCallbackInterfaceRpcHandler.register(this)
         uniffiCallbackInterfaceTrustPolicy.register(this)
+        uniffiCallbackInterfaceWebRtcLinkListener.register(this)
         
     }
 
@@ -1080,6 +1197,120 @@ internal object UniffiLib {
     external fun uniffi_peerlink_ffi_fn_method_node_set_listener(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_peerlink_ffi_fn_method_node_unexpose(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_clone_hybridconnection(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_hybridconnection(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_close(`ptr`: Long,`reason`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_current(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_is_open(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_next_event(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_path(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_relay(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_remote(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_wait_for_path(`ptr`: Long,`path`: RustBuffer.ByValue,`timeoutMs`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_hybridconnection_webrtc(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_clone_signalingclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_signalingclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_constructor_signalingclient_connect(`options`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_signalingclient_close(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_signalingclient_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_signalingclient_is_connected(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_peerlink_ffi_fn_method_signalingclient_join(`ptr`: Long,`room`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_signalingclient_leave(`ptr`: Long,`room`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_clone_webrtcdialer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_webrtcdialer(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_constructor_webrtcdialer_new(`client`: Long,`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtcdialer_accept(`ptr`: Long,`node`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtcdialer_accept_hybrid(`ptr`: Long,`node`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtcdialer_close(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtcdialer_connect(`ptr`: Long,`node`: Long,`deviceId`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtcdialer_connect_hybrid(`ptr`: Long,`node`: Long,`deviceId`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtcdialer_connect_relay(`ptr`: Long,`node`: Long,`deviceId`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_clone_datachannel(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_datachannel(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_buffered_amount(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_close(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_label(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_max_message_size(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_opened(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_priority(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_recv(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_datachannel_send(`ptr`: Long,`data`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_clone_webrtclink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_webrtclink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_constructor_webrtclink_create(`role`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_accept_channel(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_close(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_connect(`ptr`: Long,`node`: Long,`timeoutMs`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_create_channel(`ptr`: Long,`label`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_handle_signal(`ptr`: Long,`json`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_ice_restarts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_restart_ice(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_role(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_set_listener(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_start(`ptr`: Long,
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_method_webrtclink_state(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_peerlink_ffi_fn_clone_webrtclinklistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_peerlink_ffi_fn_free_webrtclinklistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_init_callback_vtable_webrtclinklistener(`vtable`: UniffiVTableCallbackInterfaceWebRtcLinkListener,
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_webrtclinklistener_on_signal(`ptr`: Long,`json`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_peerlink_ffi_fn_method_webrtclinklistener_on_state_change(`ptr`: Long,`state`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_peerlink_ffi_fn_func_trust_levels(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1391,6 +1622,129 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_peerlink_ffi_checksum_method_node_unexpose() and 0xFFFF) != 5847) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_close() and 0xFFFF) != 36286) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_current() and 0xFFFF) != 55330) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_is_open() and 0xFFFF) != 22693) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_next_event() and 0xFFFF) != 51482) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_path() and 0xFFFF) != 6589) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_relay() and 0xFFFF) != 12027) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_remote() and 0xFFFF) != 52453) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_wait_for_path() and 0xFFFF) != 15540) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_hybridconnection_webrtc() and 0xFFFF) != 35120) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_signalingclient_close() and 0xFFFF) != 40420) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_signalingclient_device_id() and 0xFFFF) != 34326) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_signalingclient_is_connected() and 0xFFFF) != 18727) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_signalingclient_join() and 0xFFFF) != 32274) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_signalingclient_leave() and 0xFFFF) != 33216) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtcdialer_accept() and 0xFFFF) != 14860) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtcdialer_accept_hybrid() and 0xFFFF) != 40808) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtcdialer_close() and 0xFFFF) != 17781) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect() and 0xFFFF) != 60859) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect_hybrid() and 0xFFFF) != 6005) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtcdialer_connect_relay() and 0xFFFF) != 21240) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_buffered_amount() and 0xFFFF) != 15181) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_close() and 0xFFFF) != 23694) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_label() and 0xFFFF) != 39050) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_max_message_size() and 0xFFFF) != 11328) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_opened() and 0xFFFF) != 32541) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_priority() and 0xFFFF) != 65465) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_recv() and 0xFFFF) != 61594) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_datachannel_send() and 0xFFFF) != 37649) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_accept_channel() and 0xFFFF) != 62317) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_close() and 0xFFFF) != 14402) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_connect() and 0xFFFF) != 51550) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_create_channel() and 0xFFFF) != 7783) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_handle_signal() and 0xFFFF) != 50126) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_ice_restarts() and 0xFFFF) != 23344) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_restart_ice() and 0xFFFF) != 62545) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_role() and 0xFFFF) != 38525) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_set_listener() and 0xFFFF) != 49743) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_start() and 0xFFFF) != 56502) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclink_state() and 0xFFFF) != 46282) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclinklistener_on_signal() and 0xFFFF) != 45529) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_method_webrtclinklistener_on_state_change() and 0xFFFF) != 50856) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_peerlink_ffi_checksum_constructor_identity_from_secret_key() and 0xFFFF) != 41770) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1401,6 +1755,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_peerlink_ffi_checksum_constructor_node_new() and 0xFFFF) != 16443) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_constructor_signalingclient_connect() and 0xFFFF) != 18962) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_constructor_webrtcdialer_new() and 0xFFFF) != 45891) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_peerlink_ffi_checksum_constructor_webrtclink_create() and 0xFFFF) != 2486) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -3324,6 +3687,940 @@ public object FfiConverterTypeConnection: FfiConverter<Connection, Long> {
     override fun allocationSize(value: Connection) = 8UL
 
     override fun write(value: Connection, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * One data channel of a `WebRtcLink`, next to its `peerlink` channel: messages of bytes,
+ * with the options it was created with.
+ */
+public interface DataChannelInterface {
+    
+    /**
+     * Bytes handed to `send` and not yet acknowledged by the peer.
+     */
+    suspend fun `bufferedAmount`(): kotlin.ULong
+    
+    /**
+     * Closes the channel (the link stays up). Kotlin: `closeChannel`.
+     */
+    suspend fun `closeChannel`()
+    
+    /**
+     * The channel's label.
+     */
+    fun `label`(): kotlin.String
+    
+    /**
+     * The largest message the peer accepts.
+     */
+    fun `maxMessageSize`(): kotlin.ULong
+    
+    /**
+     * Waits until the channel is open; fails with `Closed` if it closes first.
+     */
+    suspend fun `opened`()
+    
+    /**
+     * The priority it was created with, or for a channel the peer opened, the one in the
+     * peer's channel-open message.
+     */
+    fun `priority`(): ChannelPriority
+    
+    /**
+     * The next message, or nothing once the channel is closed and drained.
+     */
+    suspend fun `recv`(): kotlin.ByteArray?
+    
+    /**
+     * Sends one message; waits while the link's pacing or a channel of higher priority
+     * holds it back. Fails with `TooLarge` past `maxMessageSize`.
+     */
+    suspend fun `send`(`data`: kotlin.ByteArray)
+    
+    companion object
+}
+
+/**
+ * One data channel of a `WebRtcLink`, next to its `peerlink` channel: messages of bytes,
+ * with the options it was created with.
+ */
+open class DataChannel: Disposable, AutoCloseable, DataChannelInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_datachannel(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_datachannel(handle, status)
+        }
+    }
+
+    
+    /**
+     * Bytes handed to `send` and not yet acknowledged by the peer.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `bufferedAmount`() : kotlin.ULong {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_buffered_amount(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterULong.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Closes the channel (the link stays up). Kotlin: `closeChannel`.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `closeChannel`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_close(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The channel's label.
+     */override fun `label`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_label(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The largest message the peer accepts.
+     */override fun `maxMessageSize`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_max_message_size(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Waits until the channel is open; fails with `Closed` if it closes first.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `opened`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_opened(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The priority it was created with, or for a channel the peer opened, the one in the
+     * peer's channel-open message.
+     */override fun `priority`(): ChannelPriority {
+            return FfiConverterTypeChannelPriority.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_priority(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The next message, or nothing once the channel is closed and drained.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `recv`() : kotlin.ByteArray? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_recv(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalByteArray.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Sends one message; waits while the link's pacing or a channel of higher priority
+     * holds it back. Fails with `TooLarge` past `maxMessageSize`.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `send`(`data`: kotlin.ByteArray) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_datachannel_send(
+                uniffiHandle,
+                
+        FfiConverterByteArray.lower(`data`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDataChannel: FfiConverter<DataChannel, Long> {
+    override fun lower(value: DataChannel): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): DataChannel {
+        return DataChannel(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): DataChannel {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: DataChannel) = 8UL
+
+    override fun write(value: DataChannel, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * One peer reachable over the server relay and, when a direct link opens, WebRTC: new calls
+ * take the best open path (`current`).
+ */
+public interface HybridConnectionInterface {
+    
+    /**
+     * Closes both paths and stops trying WebRTC. Kotlin: `closeHybrid`.
+     */
+    suspend fun `closeHybrid`(`reason`: kotlin.String? = null)
+    
+    /**
+     * The connection new calls go to: WebRTC while it is open, else the relay.
+     */
+    fun `current`(): Connection
+    
+    /**
+     * Whether any path is open.
+     */
+    fun `isOpen`(): kotlin.Boolean
+    
+    /**
+     * The next event of the connection's paths (`path` when new calls move to `webrtc` or
+     * back to `relay`; `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`,
+     * `webrtcFailed`, `webrtcClosed`, `relayClosed`), or nothing once the connection is
+     * closed. Events since the connection was made are kept between calls (past 64, the
+     * oldest are dropped).
+     */
+    suspend fun `nextEvent`(): HybridEventInfo?
+    
+    /**
+     * The path new calls take now (`relay` or `webrtc`).
+     */
+    fun `path`(): kotlin.String
+    
+    /**
+     * The relay connection, if this side has one.
+     */
+    fun `relay`(): Connection?
+    
+    /**
+     * The verified peer.
+     */
+    fun `remote`(): DeviceInfo
+    
+    /**
+     * Waits (at most `timeoutMs`) until new calls take `path` (`relay` or `webrtc`);
+     * returns whether they do.
+     */
+    suspend fun `waitForPath`(`path`: kotlin.String, `timeoutMs`: kotlin.ULong): kotlin.Boolean
+    
+    /**
+     * The WebRTC connection while it is up.
+     */
+    fun `webrtc`(): Connection?
+    
+    companion object
+}
+
+/**
+ * One peer reachable over the server relay and, when a direct link opens, WebRTC: new calls
+ * take the best open path (`current`).
+ */
+open class HybridConnection: Disposable, AutoCloseable, HybridConnectionInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_hybridconnection(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_hybridconnection(handle, status)
+        }
+    }
+
+    
+    /**
+     * Closes both paths and stops trying WebRTC. Kotlin: `closeHybrid`.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `closeHybrid`(`reason`: kotlin.String?) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_close(
+                uniffiHandle,
+                
+        FfiConverterOptionalString.lower(`reason`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The connection new calls go to: WebRTC while it is open, else the relay.
+     */override fun `current`(): Connection {
+            return FfiConverterTypeConnection.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_current(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Whether any path is open.
+     */override fun `isOpen`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_is_open(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The next event of the connection's paths (`path` when new calls move to `webrtc` or
+     * back to `relay`; `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`,
+     * `webrtcFailed`, `webrtcClosed`, `relayClosed`), or nothing once the connection is
+     * closed. Events since the connection was made are kept between calls (past 64, the
+     * oldest are dropped).
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `nextEvent`() : HybridEventInfo? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_next_event(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalTypeHybridEventInfo.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The path new calls take now (`relay` or `webrtc`).
+     */override fun `path`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_path(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The relay connection, if this side has one.
+     */override fun `relay`(): Connection? {
+            return FfiConverterOptionalTypeConnection.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_relay(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The verified peer.
+     */override fun `remote`(): DeviceInfo {
+            return FfiConverterTypeDeviceInfo.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_remote(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Waits (at most `timeoutMs`) until new calls take `path` (`relay` or `webrtc`);
+     * returns whether they do.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `waitForPath`(`path`: kotlin.String, `timeoutMs`: kotlin.ULong) : kotlin.Boolean {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_wait_for_path(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`path`),
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_i8(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_i8(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_i8(future) },
+        // lift function
+        { FfiConverterBoolean.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The WebRTC connection while it is up.
+     */override fun `webrtc`(): Connection? {
+            return FfiConverterOptionalTypeConnection.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_hybridconnection_webrtc(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHybridConnection: FfiConverter<HybridConnection, Long> {
+    override fun lower(value: HybridConnection): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): HybridConnection {
+        return HybridConnection(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): HybridConnection {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: HybridConnection) = 8UL
+
+    override fun write(value: HybridConnection, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -6128,6 +7425,402 @@ public object FfiConverterTypeSendStream: FfiConverter<SendStream, Long> {
 
 
 /**
+ * An authenticated session with a signaling server; reconnects by itself.
+ */
+public interface SignalingClientInterface {
+    
+    /**
+     * Disconnects for good. Kotlin: `closeClient`.
+     */
+    suspend fun `closeClient`()
+    
+    /**
+     * This client's device id.
+     */
+    fun `deviceId`(): kotlin.String
+    
+    /**
+     * Whether the session to the server is up right now.
+     */
+    fun `isConnected`(): kotlin.Boolean
+    
+    /**
+     * Joins `room` and returns the other members (re-joined after reconnects).
+     */
+    suspend fun `join`(`room`: kotlin.String): List<Member>
+    
+    /**
+     * Leaves `room`.
+     */
+    suspend fun `leave`(`room`: kotlin.String)
+    
+    companion object
+}
+
+/**
+ * An authenticated session with a signaling server; reconnects by itself.
+ */
+open class SignalingClient: Disposable, AutoCloseable, SignalingClientInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_signalingclient(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_signalingclient(handle, status)
+        }
+    }
+
+    
+    /**
+     * Disconnects for good. Kotlin: `closeClient`.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `closeClient`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_signalingclient_close(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * This client's device id.
+     */override fun `deviceId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_signalingclient_device_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Whether the session to the server is up right now.
+     */override fun `isConnected`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_signalingclient_is_connected(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Joins `room` and returns the other members (re-joined after reconnects).
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `join`(`room`: kotlin.String) : List<Member> {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_signalingclient_join(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`room`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterSequenceTypeMember.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Leaves `room`.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `leave`(`room`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_signalingclient_leave(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`room`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * Connects and authenticates to the first reachable URL.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+     suspend fun `connect`(`options`: SignalingOptions) : SignalingClient {
+        return uniffiRustCallAsync(
+        UniffiLib.uniffi_peerlink_ffi_fn_constructor_signalingclient_connect(
+        FfiConverterTypeSignalingOptions.lower(`options`),),
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeSignalingClient.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSignalingClient: FfiConverter<SignalingClient, Long> {
+    override fun lower(value: SignalingClient): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): SignalingClient {
+        return SignalingClient(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): SignalingClient {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: SignalingClient) = 8UL
+
+    override fun write(value: SignalingClient, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Rates a verified peer during the handshake.
  */
 public interface TrustPolicy {
@@ -6388,6 +8081,1487 @@ public object FfiConverterTypeTrustPolicy: FfiConverter<TrustPolicy, Long> {
 }
 
 
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Connects to devices by id through a signaling client (WebRTC, server relay or hybrid),
+ * and accepts the links other devices open.
+ */
+public interface WebRtcDialerInterface {
+    
+    /**
+     * The next link another device opened, accepted on `node` (handshake as responder,
+     * identity checked); nothing once the client is closed.
+     */
+    suspend fun `accept`(`node`: Node): Connection?
+    
+    /**
+     * The next device that connected in hybrid mode (or over the relay or WebRTC alone),
+     * accepted on `node`; its later WebRTC link joins the same `HybridConnection`. Nothing
+     * once the client is closed. The first call binds the dialer to `node` and to hybrid
+     * accepting (`accept` then fails with `invalid_state`).
+     */
+    suspend fun `acceptHybrid`(`node`: Node): HybridConnection?
+    
+    /**
+     * Closes the signaling client (links already verified stay open). Kotlin:
+     * `closeDialer`.
+     */
+    suspend fun `closeDialer`()
+    
+    /**
+     * Connects `node` to device `deviceId` over WebRTC and checks that the peer proves the
+     * identity the server authenticated for that device id.
+     */
+    suspend fun `connect`(`node`: Node, `deviceId`: kotlin.String): Connection
+    
+    /**
+     * Connects in hybrid mode: over the relay at once, then WebRTC in the background; new
+     * calls move to WebRTC once it is verified and to the relay while it is down. The peer's
+     * dialer needs `acceptRelay` and takes the connection with `acceptHybrid`.
+     */
+    suspend fun `connectHybrid`(`node`: Node, `deviceId`: kotlin.String, `options`: HybridOptions? = null): HybridConnection
+    
+    /**
+     * Connects `node` to device `deviceId` through the signaling server's relay instead of
+     * WebRTC (the server forwards the end-to-end encrypted link). The peer's dialer needs
+     * `acceptRelay`.
+     */
+    suspend fun `connectRelay`(`node`: Node, `deviceId`: kotlin.String): Connection
+    
+    companion object
+}
+
+/**
+ * Connects to devices by id through a signaling client (WebRTC, server relay or hybrid),
+ * and accepts the links other devices open.
+ */
+open class WebRtcDialer: Disposable, AutoCloseable, WebRtcDialerInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * Takes over `client`'s events (once per client; `invalid_state` after).
+     */
+    constructor(`client`: SignalingClient, `options`: DialerOptions? = null) :
+        this(UniffiWithHandle, 
+    uniffiRustCallWithError(PeerlinkException) { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_constructor_webrtcdialer_new(
+    
+        
+        FfiConverterTypeSignalingClient.lower(`client`),
+        FfiConverterOptionalTypeDialerOptions.lower(`options`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_webrtcdialer(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_webrtcdialer(handle, status)
+        }
+    }
+
+    
+    /**
+     * The next link another device opened, accepted on `node` (handshake as responder,
+     * identity checked); nothing once the client is closed.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `accept`(`node`: Node) : Connection? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtcdialer_accept(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalTypeConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The next device that connected in hybrid mode (or over the relay or WebRTC alone),
+     * accepted on `node`; its later WebRTC link joins the same `HybridConnection`. Nothing
+     * once the client is closed. The first call binds the dialer to `node` and to hybrid
+     * accepting (`accept` then fails with `invalid_state`).
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `acceptHybrid`(`node`: Node) : HybridConnection? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtcdialer_accept_hybrid(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalTypeHybridConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Closes the signaling client (links already verified stay open). Kotlin:
+     * `closeDialer`.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `closeDialer`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtcdialer_close(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Connects `node` to device `deviceId` over WebRTC and checks that the peer proves the
+     * identity the server authenticated for that device id.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `connect`(`node`: Node, `deviceId`: kotlin.String) : Connection {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtcdialer_connect(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+        FfiConverterString.lower(`deviceId`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Connects in hybrid mode: over the relay at once, then WebRTC in the background; new
+     * calls move to WebRTC once it is verified and to the relay while it is down. The peer's
+     * dialer needs `acceptRelay` and takes the connection with `acceptHybrid`.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `connectHybrid`(`node`: Node, `deviceId`: kotlin.String, `options`: HybridOptions?) : HybridConnection {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtcdialer_connect_hybrid(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+        FfiConverterString.lower(`deviceId`),
+        FfiConverterOptionalTypeHybridOptions.lower(`options`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeHybridConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Connects `node` to device `deviceId` through the signaling server's relay instead of
+     * WebRTC (the server forwards the end-to-end encrypted link). The peer's dialer needs
+     * `acceptRelay`.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `connectRelay`(`node`: Node, `deviceId`: kotlin.String) : Connection {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtcdialer_connect_relay(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+        FfiConverterString.lower(`deviceId`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeWebRtcDialer: FfiConverter<WebRtcDialer, Long> {
+    override fun lower(value: WebRtcDialer): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): WebRtcDialer {
+        return WebRtcDialer(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): WebRtcDialer {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: WebRtcDialer) = 8UL
+
+    override fun write(value: WebRtcDialer, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A WebRTC peer connection with one `peerlink` data channel; the application carries the
+ * signals (`setListener` → `onSignal` → the peer's `handleSignal`).
+ */
+public interface WebRtcLinkInterface {
+    
+    /**
+     * The next data channel the peer opened (other than `peerlink`), or nothing once the
+     * link is closed.
+     */
+    suspend fun `acceptChannel`(): DataChannel?
+    
+    /**
+     * Closes the peer connection and releases the listener. Kotlin: `closeLink`.
+     */
+    suspend fun `closeLink`()
+    
+    /**
+     * Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink
+     * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
+     */
+    suspend fun `connect`(`node`: Node, `timeoutMs`: kotlin.ULong? = null): Connection
+    
+    /**
+     * Opens another data channel on the link with its own options (ordered, partial
+     * reliability, priority). The offerer may call it before `start`; after the link is up
+     * either side may, and the peer receives it from `acceptChannel`. The label `peerlink`
+     * is taken by the link's own channel (`InvalidArgument`).
+     */
+    suspend fun `createChannel`(`label`: kotlin.String, `options`: ChannelOptions): DataChannel
+    
+    /**
+     * Applies a signal from the peer (simple-peer JSON as its listener received it).
+     */
+    suspend fun `handleSignal`(`json`: kotlin.String)
+    
+    /**
+     * ICE restarts this side started or asked for.
+     */
+    fun `iceRestarts`(): kotlin.UInt
+    
+    /**
+     * Restarts ICE now (new credentials, new candidates; the link and its channels stay
+     * up): the offerer sends a new offer, the answerer asks the offerer for one.
+     */
+    suspend fun `restartIce`()
+    
+    /**
+     * This side's role.
+     */
+    fun `role`(): WebRtcRole
+    
+    /**
+     * Delivers signals and state changes to `listener` (replacing any previous one);
+     * signals produced before are delivered at once, in order.
+     */
+    fun `setListener`(`listener`: WebRtcLinkListener)
+    
+    /**
+     * Offerer: creates the offer (delivered to the listener).
+     */
+    suspend fun `start`()
+    
+    /**
+     * The peer connection state: `new`, `connecting`, `connected`, `disconnected`, `failed`
+     * or `closed`.
+     */
+    fun `state`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * A WebRTC peer connection with one `peerlink` data channel; the application carries the
+ * signals (`setListener` → `onSignal` → the peer's `handleSignal`).
+ */
+open class WebRtcLink: Disposable, AutoCloseable, WebRtcLinkInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_webrtclink(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_webrtclink(handle, status)
+        }
+    }
+
+    
+    /**
+     * The next data channel the peer opened (other than `peerlink`), or nothing once the
+     * link is closed.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `acceptChannel`() : DataChannel? {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_accept_channel(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalTypeDataChannel.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Closes the peer connection and releases the listener. Kotlin: `closeLink`.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `closeLink`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_close(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink
+     * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `connect`(`node`: Node, `timeoutMs`: kotlin.ULong?) : Connection {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_connect(
+                uniffiHandle,
+                
+        FfiConverterTypeNode.lower(`node`),
+        FfiConverterOptionalULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeConnection.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Opens another data channel on the link with its own options (ordered, partial
+     * reliability, priority). The offerer may call it before `start`; after the link is up
+     * either side may, and the peer receives it from `acceptChannel`. The label `peerlink`
+     * is taken by the link's own channel (`InvalidArgument`).
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `createChannel`(`label`: kotlin.String, `options`: ChannelOptions) : DataChannel {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_create_channel(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`label`),
+        FfiConverterTypeChannelOptions.lower(`options`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeDataChannel.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Applies a signal from the peer (simple-peer JSON as its listener received it).
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `handleSignal`(`json`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_handle_signal(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`json`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * ICE restarts this side started or asked for.
+     */override fun `iceRestarts`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_ice_restarts(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Restarts ICE now (new credentials, new candidates; the link and its channels stay
+     * up): the offerer sends a new offer, the answerer asks the offerer for one.
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `restartIce`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_restart_ice(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * This side's role.
+     */override fun `role`(): WebRtcRole {
+            return FfiConverterTypeWebRtcRole.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_role(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Delivers signals and state changes to `listener` (replacing any previous one);
+     * signals produced before are delivered at once, in order.
+     */override fun `setListener`(`listener`: WebRtcLinkListener)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_set_listener(
+        it,
+        
+        FfiConverterTypeWebRtcLinkListener.lower(`listener`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Offerer: creates the offer (delivered to the listener).
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `start`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_start(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The peer connection state: `new`, `connecting`, `connected`, `disconnected`, `failed`
+     * or `closed`.
+     */override fun `state`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclink_state(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * Creates a link and binds its sockets. The offerer also creates the `peerlink`
+     * channel. Nothing is sent before `start` (offerer) or the first `handleSignal`
+     * (answerer).
+     */
+    @Throws(PeerlinkException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+     suspend fun `create`(`role`: WebRtcRole, `options`: WebRtcOptions? = null) : WebRtcLink {
+        return uniffiRustCallAsync(
+        UniffiLib.uniffi_peerlink_ffi_fn_constructor_webrtclink_create(
+        FfiConverterTypeWebRtcRole.lower(`role`),
+        FfiConverterOptionalTypeWebRtcOptions.lower(`options`),),
+        { future, callback, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_peerlink_ffi_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_peerlink_ffi_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeWebRtcLink.lift(it) },
+        // Error FFI converter
+        PeerlinkException.ErrorHandler,
+    )
+    }
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeWebRtcLink: FfiConverter<WebRtcLink, Long> {
+    override fun lower(value: WebRtcLink): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): WebRtcLink {
+        return WebRtcLink(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): WebRtcLink {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: WebRtcLink) = 8UL
+
+    override fun write(value: WebRtcLink, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Receives a link's signals and state changes. Called on a runtime thread: return quickly.
+ */
+public interface WebRtcLinkListener {
+    
+    /**
+     * A signal to deliver to the peer's `handleSignal` (simple-peer JSON).
+     */
+    fun `onSignal`(`json`: kotlin.String)
+    
+    /**
+     * The peer connection state changed (`connecting`, `connected`, `disconnected`,
+     * `failed`, `closed`).
+     */
+    fun `onStateChange`(`state`: kotlin.String)
+    
+    companion object
+}
+
+/**
+ * Receives a link's signals and state changes. Called on a runtime thread: return quickly.
+ */
+open class WebRtcLinkListenerImpl: Disposable, AutoCloseable, WebRtcLinkListener
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_peerlink_ffi_fn_free_webrtclinklistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_peerlink_ffi_fn_clone_webrtclinklistener(handle, status)
+        }
+    }
+
+    
+    /**
+     * A signal to deliver to the peer's `handleSignal` (simple-peer JSON).
+     */override fun `onSignal`(`json`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclinklistener_on_signal(
+        it,
+        
+        FfiConverterString.lower(`json`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The peer connection state changed (`connecting`, `connected`, `disconnected`,
+     * `failed`, `closed`).
+     */override fun `onStateChange`(`state`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_peerlink_ffi_fn_method_webrtclinklistener_on_state_change(
+        it,
+        
+        FfiConverterString.lower(`state`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceWebRtcLinkListener {
+    internal object `onSignal`: UniffiCallbackInterfaceWebRtcLinkListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`json`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeWebRtcLinkListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onSignal`(
+                    FfiConverterString.lift(`json`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `onStateChange`: UniffiCallbackInterfaceWebRtcLinkListenerMethod1 {
+        override fun callback(`uniffiHandle`: Long,`state`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeWebRtcLinkListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onStateChange`(
+                    FfiConverterString.lift(`state`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeWebRtcLinkListener.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeWebRtcLinkListener.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceWebRtcLinkListener.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onSignal`,
+        `onStateChange`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_peerlink_ffi_fn_init_callback_vtable_webrtclinklistener(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeWebRtcLinkListener: FfiConverter<WebRtcLinkListener, Long> {
+    internal val handleMap = UniffiHandleMap<WebRtcLinkListener>()
+
+    override fun lower(value: WebRtcLinkListener): Long {
+        if (value is WebRtcLinkListenerImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): WebRtcLinkListener {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return WebRtcLinkListenerImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): WebRtcLinkListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: WebRtcLinkListener) = 8UL
+
+    override fun write(value: WebRtcLinkListener, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+
+/**
+ * Options of one data channel (the browser's `RTCDataChannelInit`).
+ */
+data class ChannelOptions (
+    /**
+     * Deliver in order (default true).
+     */
+    var `ordered`: kotlin.Boolean = true 
+    , 
+    /**
+     * Give up on a message after this many retransmissions (partial reliability).
+     */
+    var `maxRetransmits`: kotlin.UShort? = null 
+    , 
+    /**
+     * Give up on a message after this many milliseconds (partial reliability).
+     */
+    var `maxPacketLifeTime`: kotlin.UShort? = null 
+    , 
+    /**
+     * Sub-protocol name carried in the channel-open message.
+     */
+    var `protocol`: kotlin.String = "" 
+    , 
+    /**
+     * Pre-negotiated stream id: both sides create the channel with the same id.
+     */
+    var `negotiated`: kotlin.UShort? = null 
+    , 
+    /**
+     * The channel's priority (default low).
+     */
+    var `priority`: ChannelPriority? = null 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeChannelOptions: FfiConverterRustBuffer<ChannelOptions> {
+    override fun read(buf: ByteBuffer): ChannelOptions {
+        return ChannelOptions(
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalUShort.read(buf),
+            FfiConverterOptionalUShort.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalUShort.read(buf),
+            FfiConverterOptionalTypeChannelPriority.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ChannelOptions) = (
+            FfiConverterBoolean.allocationSize(value.`ordered`) +
+            FfiConverterOptionalUShort.allocationSize(value.`maxRetransmits`) +
+            FfiConverterOptionalUShort.allocationSize(value.`maxPacketLifeTime`) +
+            FfiConverterString.allocationSize(value.`protocol`) +
+            FfiConverterOptionalUShort.allocationSize(value.`negotiated`) +
+            FfiConverterOptionalTypeChannelPriority.allocationSize(value.`priority`)
+    )
+
+    override fun write(value: ChannelOptions, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`ordered`, buf)
+            FfiConverterOptionalUShort.write(value.`maxRetransmits`, buf)
+            FfiConverterOptionalUShort.write(value.`maxPacketLifeTime`, buf)
+            FfiConverterString.write(value.`protocol`, buf)
+            FfiConverterOptionalUShort.write(value.`negotiated`, buf)
+            FfiConverterOptionalTypeChannelPriority.write(value.`priority`, buf)
+    }
+}
+
+
 
 /**
  * Why a connection closed.
@@ -6582,6 +9756,268 @@ public object FfiConverterTypeDeviceInfo: FfiConverterRustBuffer<DeviceInfo> {
             FfiConverterOptionalString.write(value.`userName`, buf)
             FfiConverterOptionalString.write(value.`deviceName`, buf)
             FfiConverterULong.write(value.`timestamp`, buf)
+    }
+}
+
+
+
+/**
+ * Settings of a `WebRtcDialer`.
+ */
+data class DialerOptions (
+    /**
+     * Settings of every link.
+     */
+    var `webrtc`: WebRtcOptions? = null 
+    , 
+    /**
+     * How long a link may take from the offer to an open channel (default 20 000 ms).
+     */
+    var `openTimeoutMs`: kotlin.ULong? = null 
+    , 
+    /**
+     * Take the relay links other devices open through the server (`connectRelay`,
+     * `connectHybrid`) as incoming links too (default false: they are refused).
+     */
+    var `acceptRelay`: kotlin.Boolean = false 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDialerOptions: FfiConverterRustBuffer<DialerOptions> {
+    override fun read(buf: ByteBuffer): DialerOptions {
+        return DialerOptions(
+            FfiConverterOptionalTypeWebRtcOptions.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DialerOptions) = (
+            FfiConverterOptionalTypeWebRtcOptions.allocationSize(value.`webrtc`) +
+            FfiConverterOptionalULong.allocationSize(value.`openTimeoutMs`) +
+            FfiConverterBoolean.allocationSize(value.`acceptRelay`)
+    )
+
+    override fun write(value: DialerOptions, buf: ByteBuffer) {
+            FfiConverterOptionalTypeWebRtcOptions.write(value.`webrtc`, buf)
+            FfiConverterOptionalULong.write(value.`openTimeoutMs`, buf)
+            FfiConverterBoolean.write(value.`acceptRelay`, buf)
+    }
+}
+
+
+
+/**
+ * Something that happened to a hybrid connection's paths.
+ */
+data class HybridEventInfo (
+    /**
+     * `path`, `webrtcDisconnected`, `webrtcRestarting`, `webrtcBack`, `webrtcFailed`,
+     * `webrtcClosed` or `relayClosed`.
+     */
+    var `kind`: kotlin.String
+    , 
+    /**
+     * `path`: the path new calls take now (`relay` or `webrtc`).
+     */
+    var `path`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHybridEventInfo: FfiConverterRustBuffer<HybridEventInfo> {
+    override fun read(buf: ByteBuffer): HybridEventInfo {
+        return HybridEventInfo(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HybridEventInfo) = (
+            FfiConverterString.allocationSize(value.`kind`) +
+            FfiConverterOptionalString.allocationSize(value.`path`)
+    )
+
+    override fun write(value: HybridEventInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`kind`, buf)
+            FfiConverterOptionalString.write(value.`path`, buf)
+    }
+}
+
+
+
+/**
+ * Settings of `WebRtcDialer.connectHybrid`.
+ */
+data class HybridOptions (
+    /**
+     * Wait between failed WebRTC attempts, and after a WebRTC link dies before trying again
+     * (default 5 000 ms).
+     */
+    var `retryDelayMs`: kotlin.ULong? = null 
+    , 
+    /**
+     * WebRTC attempts before staying on the relay for good (default 3; 0: never try).
+     */
+    var `maxWebrtcAttempts`: kotlin.UInt? = null 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHybridOptions: FfiConverterRustBuffer<HybridOptions> {
+    override fun read(buf: ByteBuffer): HybridOptions {
+        return HybridOptions(
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HybridOptions) = (
+            FfiConverterOptionalULong.allocationSize(value.`retryDelayMs`) +
+            FfiConverterOptionalUInt.allocationSize(value.`maxWebrtcAttempts`)
+    )
+
+    override fun write(value: HybridOptions, buf: ByteBuffer) {
+            FfiConverterOptionalULong.write(value.`retryDelayMs`, buf)
+            FfiConverterOptionalUInt.write(value.`maxWebrtcAttempts`, buf)
+    }
+}
+
+
+
+/**
+ * One STUN or TURN server, as in the browser's `RTCIceServer`.
+ */
+data class IceServer (
+    /**
+     * `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+     */
+    var `urls`: List<kotlin.String>
+    , 
+    /**
+     * TURN username.
+     */
+    var `username`: kotlin.String? = null 
+    , 
+    /**
+     * TURN credential (password or REST token).
+     */
+    var `credential`: kotlin.String? = null 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIceServer: FfiConverterRustBuffer<IceServer> {
+    override fun read(buf: ByteBuffer): IceServer {
+        return IceServer(
+            FfiConverterSequenceString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: IceServer) = (
+            FfiConverterSequenceString.allocationSize(value.`urls`) +
+            FfiConverterOptionalString.allocationSize(value.`username`) +
+            FfiConverterOptionalString.allocationSize(value.`credential`)
+    )
+
+    override fun write(value: IceServer, buf: ByteBuffer) {
+            FfiConverterSequenceString.write(value.`urls`, buf)
+            FfiConverterOptionalString.write(value.`username`, buf)
+            FfiConverterOptionalString.write(value.`credential`, buf)
+    }
+}
+
+
+
+/**
+ * A room member as the server lists it.
+ */
+data class Member (
+    /**
+     * Its device id.
+     */
+    var `deviceId`: kotlin.String
+    , 
+    /**
+     * Its user id.
+     */
+    var `userId`: kotlin.String
+    , 
+    /**
+     * Its Ed25519 public key, base64.
+     */
+    var `publicKey`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMember: FfiConverterRustBuffer<Member> {
+    override fun read(buf: ByteBuffer): Member {
+        return Member(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Member) = (
+            FfiConverterString.allocationSize(value.`deviceId`) +
+            FfiConverterString.allocationSize(value.`userId`) +
+            FfiConverterString.allocationSize(value.`publicKey`)
+    )
+
+    override fun write(value: Member, buf: ByteBuffer) {
+            FfiConverterString.write(value.`deviceId`, buf)
+            FfiConverterString.write(value.`userId`, buf)
+            FfiConverterString.write(value.`publicKey`, buf)
     }
 }
 
@@ -6882,6 +10318,107 @@ public object FfiConverterTypePathReport: FfiConverterRustBuffer<PathReport> {
 
 
 /**
+ * Settings of `SignalingClient.connect`.
+ */
+data class SignalingOptions (
+    /**
+     * Server URLs (`ws://host:port/ws`), tried in turn.
+     */
+    var `urls`: List<kotlin.String>
+    , 
+    /**
+     * The identity the client authenticates with (the node's).
+     */
+    var `identity`: Identity
+    , 
+    /**
+     * The user id announced to other members.
+     */
+    var `userId`: kotlin.String
+    , 
+    /**
+     * The device id others connect to.
+     */
+    var `deviceId`: kotlin.String
+    , 
+    /**
+     * Admission token, when the server requires one.
+     */
+    var `token`: kotlin.String? = null 
+    , 
+    /**
+     * Deadline for connecting and authenticating once (default 10 000 ms).
+     */
+    var `connectTimeoutMs`: kotlin.ULong? = null 
+    , 
+    /**
+     * Deadline for a request's reply (default 10 000 ms).
+     */
+    var `requestTimeoutMs`: kotlin.ULong? = null 
+    
+): Disposable{
+    
+
+    
+
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`urls`,
+        this.`identity`,
+        this.`userId`,
+        this.`deviceId`,
+        this.`token`,
+        this.`connectTimeoutMs`,
+        this.`requestTimeoutMs`
+    )
+    }
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSignalingOptions: FfiConverterRustBuffer<SignalingOptions> {
+    override fun read(buf: ByteBuffer): SignalingOptions {
+        return SignalingOptions(
+            FfiConverterSequenceString.read(buf),
+            FfiConverterTypeIdentity.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SignalingOptions) = (
+            FfiConverterSequenceString.allocationSize(value.`urls`) +
+            FfiConverterTypeIdentity.allocationSize(value.`identity`) +
+            FfiConverterString.allocationSize(value.`userId`) +
+            FfiConverterString.allocationSize(value.`deviceId`) +
+            FfiConverterOptionalString.allocationSize(value.`token`) +
+            FfiConverterOptionalULong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterOptionalULong.allocationSize(value.`requestTimeoutMs`)
+    )
+
+    override fun write(value: SignalingOptions, buf: ByteBuffer) {
+            FfiConverterSequenceString.write(value.`urls`, buf)
+            FfiConverterTypeIdentity.write(value.`identity`, buf)
+            FfiConverterString.write(value.`userId`, buf)
+            FfiConverterString.write(value.`deviceId`, buf)
+            FfiConverterOptionalString.write(value.`token`, buf)
+            FfiConverterOptionalULong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterOptionalULong.write(value.`requestTimeoutMs`, buf)
+    }
+}
+
+
+
+/**
  * Peers trust levels, as returned by a [`TrustPolicy`] (a level below 0 refuses the link).
  */
 data class TrustLevels (
@@ -6921,9 +10458,10 @@ data class TrustLevels (
     var `trusted`: kotlin.Int
     , 
     /**
-     * One of our own devices (100).
+     * One of this user's own devices (100; the Rust `TrustLevel::SELF`). Kotlin: `self`;
+     * Swift: `selfDevice`, since `self` is reserved there.
      */
-    var `own`: kotlin.Int
+    var `self`: kotlin.Int
     
 ){
     
@@ -6959,7 +10497,7 @@ public object FfiConverterTypeTrustLevels: FfiConverterRustBuffer<TrustLevels> {
             FfiConverterInt.allocationSize(value.`newDevice`) +
             FfiConverterInt.allocationSize(value.`known`) +
             FfiConverterInt.allocationSize(value.`trusted`) +
-            FfiConverterInt.allocationSize(value.`own`)
+            FfiConverterInt.allocationSize(value.`self`)
     )
 
     override fun write(value: TrustLevels, buf: ByteBuffer) {
@@ -6970,9 +10508,168 @@ public object FfiConverterTypeTrustLevels: FfiConverterRustBuffer<TrustLevels> {
             FfiConverterInt.write(value.`newDevice`, buf)
             FfiConverterInt.write(value.`known`, buf)
             FfiConverterInt.write(value.`trusted`, buf)
-            FfiConverterInt.write(value.`own`, buf)
+            FfiConverterInt.write(value.`self`, buf)
     }
 }
+
+
+
+/**
+ * WebRTC settings (the Rust `WebRtcConfig`).
+ */
+data class WebRtcOptions (
+    /**
+     * STUN/TURN servers.
+     */
+    var `iceServers`: List<IceServer> = listOf() 
+    , 
+    /**
+     * Which candidates ICE may use (default all).
+     */
+    var `iceTransportPolicy`: IcePolicy? = null 
+    , 
+    /**
+     * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Empty (the default):
+     * `0.0.0.0:0`, one socket per non-loopback interface.
+     */
+    var `bindAddrs`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * Trickle ICE candidates (default true); false sends one description holding them all.
+     */
+    var `trickle`: kotlin.Boolean = true 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeWebRtcOptions: FfiConverterRustBuffer<WebRtcOptions> {
+    override fun read(buf: ByteBuffer): WebRtcOptions {
+        return WebRtcOptions(
+            FfiConverterSequenceTypeIceServer.read(buf),
+            FfiConverterOptionalTypeIcePolicy.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: WebRtcOptions) = (
+            FfiConverterSequenceTypeIceServer.allocationSize(value.`iceServers`) +
+            FfiConverterOptionalTypeIcePolicy.allocationSize(value.`iceTransportPolicy`) +
+            FfiConverterSequenceString.allocationSize(value.`bindAddrs`) +
+            FfiConverterBoolean.allocationSize(value.`trickle`)
+    )
+
+    override fun write(value: WebRtcOptions, buf: ByteBuffer) {
+            FfiConverterSequenceTypeIceServer.write(value.`iceServers`, buf)
+            FfiConverterOptionalTypeIcePolicy.write(value.`iceTransportPolicy`, buf)
+            FfiConverterSequenceString.write(value.`bindAddrs`, buf)
+            FfiConverterBoolean.write(value.`trickle`, buf)
+    }
+}
+
+
+
+/**
+ * A data channel's priority (the W3C `RTCPriorityType`): carried to the peer in the
+ * channel-open message; this side's sends on the link are scheduled by it.
+ */
+
+enum class ChannelPriority {
+    
+    /**
+     * `very-low`.
+     */
+    VERY_LOW,
+    /**
+     * `low`, the default (as in browsers).
+     */
+    LOW,
+    /**
+     * `medium`.
+     */
+    MEDIUM,
+    /**
+     * `high`.
+     */
+    HIGH;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeChannelPriority: FfiConverterRustBuffer<ChannelPriority> {
+    override fun read(buf: ByteBuffer) = try {
+        ChannelPriority.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: ChannelPriority) = 4UL
+
+    override fun write(value: ChannelPriority, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * Which candidates ICE may use.
+ */
+
+enum class IcePolicy {
+    
+    /**
+     * Host, server-reflexive and relay candidates.
+     */
+    ALL,
+    /**
+     * Only TURN relay candidates (hides the device's addresses from the peer).
+     */
+    RELAY;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIcePolicy: FfiConverterRustBuffer<IcePolicy> {
+    override fun read(buf: ByteBuffer) = try {
+        IcePolicy.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: IcePolicy) = 4UL
+
+    override fun write(value: IcePolicy, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -7567,6 +11264,113 @@ public object FfiConverterTypePeerlinkError : FfiConverterRustBuffer<PeerlinkExc
 
 
 
+/**
+ * Which side of a WebRTC link this is.
+ */
+
+enum class WebRtcRole {
+    
+    /**
+     * Creates the offer (and the `peerlink` channel).
+     */
+    OFFERER,
+    /**
+     * Answers the offer.
+     */
+    ANSWERER;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeWebRtcRole: FfiConverterRustBuffer<WebRtcRole> {
+    override fun read(buf: ByteBuffer) = try {
+        WebRtcRole.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: WebRtcRole) = 4UL
+
+    override fun write(value: WebRtcRole, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalUShort: FfiConverterRustBuffer<kotlin.UShort?> {
+    override fun read(buf: ByteBuffer): kotlin.UShort? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterUShort.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.UShort?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterUShort.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.UShort?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterUShort.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
+    override fun read(buf: ByteBuffer): kotlin.UInt? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterUInt.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.UInt?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterUInt.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.UInt?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterUInt.write(value, buf)
+        }
+    }
+}
+
+
+
 
 /**
  * @suppress
@@ -7731,6 +11535,70 @@ public object FfiConverterOptionalTypeConnection: FfiConverterRustBuffer<Connect
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeDataChannel: FfiConverterRustBuffer<DataChannel?> {
+    override fun read(buf: ByteBuffer): DataChannel? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDataChannel.read(buf)
+    }
+
+    override fun allocationSize(value: DataChannel?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDataChannel.allocationSize(value)
+        }
+    }
+
+    override fun write(value: DataChannel?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDataChannel.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeHybridConnection: FfiConverterRustBuffer<HybridConnection?> {
+    override fun read(buf: ByteBuffer): HybridConnection? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeHybridConnection.read(buf)
+    }
+
+    override fun allocationSize(value: HybridConnection?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeHybridConnection.allocationSize(value)
+        }
+    }
+
+    override fun write(value: HybridConnection?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeHybridConnection.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeRecvStream: FfiConverterRustBuffer<RecvStream?> {
     override fun read(buf: ByteBuffer): RecvStream? {
         if (buf.get().toInt() == 0) {
@@ -7827,6 +11695,102 @@ public object FfiConverterOptionalTypeCloseInfo: FfiConverterRustBuffer<CloseInf
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeDialerOptions: FfiConverterRustBuffer<DialerOptions?> {
+    override fun read(buf: ByteBuffer): DialerOptions? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDialerOptions.read(buf)
+    }
+
+    override fun allocationSize(value: DialerOptions?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDialerOptions.allocationSize(value)
+        }
+    }
+
+    override fun write(value: DialerOptions?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDialerOptions.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeHybridEventInfo: FfiConverterRustBuffer<HybridEventInfo?> {
+    override fun read(buf: ByteBuffer): HybridEventInfo? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeHybridEventInfo.read(buf)
+    }
+
+    override fun allocationSize(value: HybridEventInfo?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeHybridEventInfo.allocationSize(value)
+        }
+    }
+
+    override fun write(value: HybridEventInfo?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeHybridEventInfo.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeHybridOptions: FfiConverterRustBuffer<HybridOptions?> {
+    override fun read(buf: ByteBuffer): HybridOptions? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeHybridOptions.read(buf)
+    }
+
+    override fun allocationSize(value: HybridOptions?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeHybridOptions.allocationSize(value)
+        }
+    }
+
+    override fun write(value: HybridOptions?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeHybridOptions.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypePathCandidate: FfiConverterRustBuffer<PathCandidate?> {
     override fun read(buf: ByteBuffer): PathCandidate? {
         if (buf.get().toInt() == 0) {
@@ -7849,6 +11813,102 @@ public object FfiConverterOptionalTypePathCandidate: FfiConverterRustBuffer<Path
         } else {
             buf.put(1)
             FfiConverterTypePathCandidate.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeWebRtcOptions: FfiConverterRustBuffer<WebRtcOptions?> {
+    override fun read(buf: ByteBuffer): WebRtcOptions? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeWebRtcOptions.read(buf)
+    }
+
+    override fun allocationSize(value: WebRtcOptions?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeWebRtcOptions.allocationSize(value)
+        }
+    }
+
+    override fun write(value: WebRtcOptions?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeWebRtcOptions.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeChannelPriority: FfiConverterRustBuffer<ChannelPriority?> {
+    override fun read(buf: ByteBuffer): ChannelPriority? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeChannelPriority.read(buf)
+    }
+
+    override fun allocationSize(value: ChannelPriority?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeChannelPriority.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ChannelPriority?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeChannelPriority.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeIcePolicy: FfiConverterRustBuffer<IcePolicy?> {
+    override fun read(buf: ByteBuffer): IcePolicy? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeIcePolicy.read(buf)
+    }
+
+    override fun allocationSize(value: IcePolicy?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeIcePolicy.allocationSize(value)
+        }
+    }
+
+    override fun write(value: IcePolicy?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeIcePolicy.write(value, buf)
         }
     }
 }
@@ -7905,6 +11965,62 @@ public object FfiConverterSequenceTypeConnection: FfiConverterRustBuffer<List<Co
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeConnection.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeIceServer: FfiConverterRustBuffer<List<IceServer>> {
+    override fun read(buf: ByteBuffer): List<IceServer> {
+        val len = buf.getInt()
+        return List<IceServer>(len) {
+            FfiConverterTypeIceServer.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<IceServer>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeIceServer.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<IceServer>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeIceServer.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeMember: FfiConverterRustBuffer<List<Member>> {
+    override fun read(buf: ByteBuffer): List<Member> {
+        val len = buf.getInt()
+        return List<Member>(len) {
+            FfiConverterTypeMember.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Member>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeMember.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Member>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeMember.write(it, buf)
         }
     }
 }

@@ -107,6 +107,127 @@ private suspend fun waitUntil(what: String, condition: () -> Boolean) {
     throw AssertionError("timed out waiting for $what")
 }
 
+/** Carries one link's signals to the other link, as an app would over its own channel. */
+private class SignalPipe(private val scope: CoroutineScope) : WebRtcLinkListener {
+    var peer: WebRtcLink? = null
+    val states = ConcurrentLinkedQueue<String>()
+    /** Answers the peer has applied (its handleSignal returned). */
+    val appliedAnswers = java.util.concurrent.atomic.AtomicInteger()
+    override fun onSignal(json: String) {
+        val to = peer ?: return
+        scope.launch {
+            runCatching { to.handleSignal(json) }.onSuccess {
+                if (json.contains("\"type\":\"answer\"")) appliedAnswers.incrementAndGet()
+            }
+        }
+    }
+    override fun onStateChange(state: String) {
+        states.add(state)
+    }
+}
+
+private val LOOPBACK = WebRtcOptions(bindAddrs = listOf("127.0.0.1:0"))
+
+/** An offerer and an answerer whose signals Kotlin carries; both connections made over them. */
+private class LinkPair(
+    val offerer: WebRtcLink,
+    val answerer: WebRtcLink,
+    val a: Connection,
+    val b: Connection,
+    val scope: CoroutineScope,
+    val toOfferer: SignalPipe,
+) {
+    suspend fun close() {
+        offerer.closeLink()
+        answerer.closeLink()
+        scope.cancel()
+        listOf(a, b, offerer, answerer).forEach { it.destroy() }
+    }
+}
+
+private suspend fun linkPair(from: Node, to: Node): LinkPair {
+    val scope = CoroutineScope(Dispatchers.IO + SupervisorJob())
+    val offerer = WebRtcLink.create(WebRtcRole.OFFERER, LOOPBACK)
+    val answerer = WebRtcLink.create(WebRtcRole.ANSWERER, LOOPBACK)
+    val toAnswerer = SignalPipe(scope).also { it.peer = answerer }
+    val toOfferer = SignalPipe(scope).also { it.peer = offerer }
+    offerer.setListener(toAnswerer)
+    answerer.setListener(toOfferer)
+    offerer.start()
+    val (a, b) = coroutineScope {
+        val a = async { offerer.connect(from) }
+        val b = async { answerer.connect(to) }
+        a.await() to b.await()
+    }
+    return LinkPair(offerer, answerer, a, b, scope, toOfferer)
+}
+
+/** `peerlink serve` on 127.0.0.1 (the binary next to the library, or -Dpeerlink.bin). */
+private class SignalingServer : AutoCloseable {
+    private val process: Process
+    val url: String
+
+    init {
+        val bin = System.getProperty("peerlink.bin") ?: throw AssertionError("-Dpeerlink.bin is not set")
+        check(File(bin).canExecute()) { "no peerlink binary at $bin" }
+        val builder = ProcessBuilder(bin, "serve", "--listen", "127.0.0.1:0", "--no-lobby")
+        builder.environment()["RUST_LOG"] = "warn"
+        builder.redirectError(ProcessBuilder.Redirect.DISCARD)
+        process = builder.start()
+        val reader = process.inputStream.bufferedReader()
+        var found: String? = null
+        // The address is the server's first lines of output; bounded by the line count.
+        for (i in 0 until 50) {
+            val line = reader.readLine() ?: break
+            val m = Regex("signaling server on (ws://\\S+)").find(line)
+            if (m != null) {
+                found = m.groupValues[1]
+                break
+            }
+        }
+        url = found ?: run { process.destroyForcibly(); throw AssertionError("the signaling server printed no address") }
+        // Keep reading so a full pipe never blocks the server.
+        Thread { runCatching { reader.readLines() } }.apply { isDaemon = true }.start()
+    }
+
+    override fun close() {
+        process.destroy()
+        if (!process.waitFor(5, java.util.concurrent.TimeUnit.SECONDS)) process.destroyForcibly()
+    }
+}
+
+/** A node with a signaling client and a dialer that also accepts relay links. */
+private class SignalingPeer(val node: Node, val dialer: WebRtcDialer, val deviceId: String) {
+    suspend fun close() {
+        dialer.closeDialer()
+        node.shutdown()
+        dialer.destroy()
+        node.destroy()
+    }
+}
+
+private suspend fun signalingPeer(server: SignalingServer, user: String): SignalingPeer {
+    val identity = Identity.generate()
+    val node = Node(NodeConfig(identity, user, "$user-device"))
+    val client = SignalingClient.connect(SignalingOptions(listOf(server.url), identity, user, "$user-device"))
+    val dialer = WebRtcDialer(client, DialerOptions(webrtc = LOOPBACK, acceptRelay = true))
+    expectThrows<PeerlinkException.InvalidArgument> { WebRtcDialer(client, null) }.also {
+        check(it.code == "invalid_state") { "second dialer: ${it.code}" }
+    }
+    client.destroy()
+    identity.destroy()
+    return SignalingPeer(node, dialer, "$user-device")
+}
+
+/** The next `path` event of [h] (other events skipped, at most 20), or null once it closed. */
+private suspend fun nextPath(h: HybridConnection): String? {
+    repeat(20) {
+        val event = h.nextEvent() ?: return null
+        if (event.kind == "path") return event.path
+    }
+    throw AssertionError("no path event among 20 events")
+}
+
 fun main() {
     test("identity: keys round-trip through the secret key; the secret never prints") {
         val a = Identity.generate()
@@ -338,6 +459,118 @@ fun main() {
         waitUntil("Kotlin handlers to be released by Rust") {
             System.gc()
             refs.all { it.get() == null }
+        }
+    }
+
+    test("trust levels carry the Rust names (TrustLevel::SELF is self)") {
+        val levels = trustLevels()
+        check(levels.self == 100 && levels.trusted == 50 && levels.newUser == 10 && levels.malicious == -20) { "levels $levels" }
+    }
+
+    test("WebRTC link with signals carried in Kotlin: data channels with priorities and options, ICE restart") {
+        val alice = node("alice")
+        val bob = node("bob")
+        bob.expose("echo", Handler { _, args -> args })
+        val p = linkPair(alice, bob)
+        check(p.a.transportKind() == "webrtc") { p.a.transportKind() }
+        check(p.a.call("echo", byteArrayOf(1)).contentEquals(byteArrayOf(1))) { "echo" }
+
+        val priorities = listOf(ChannelPriority.VERY_LOW, ChannelPriority.LOW, ChannelPriority.MEDIUM, ChannelPriority.HIGH)
+        val made = priorities.map { p.offerer.createChannel("ch-$it", ChannelOptions(priority = it)) } +
+            p.offerer.createChannel("lossy", ChannelOptions(ordered = false, maxRetransmits = 0.toUShort(), priority = ChannelPriority.HIGH)) +
+            p.offerer.createChannel("default", ChannelOptions())
+        // Channels opened on a running link may arrive in any order: pair them by label.
+        val arrived = made.map { p.answerer.acceptChannel() ?: throw AssertionError("a channel did not arrive") }
+            .associateBy { it.label() }
+        val seen = made.map { arrived[it.label()] ?: throw AssertionError("no ${it.label()} among ${arrived.keys}") }
+        check(made.map { it.priority() } == priorities + ChannelPriority.HIGH + ChannelPriority.LOW) { "own priorities" }
+        check(seen.map { it.priority() } == made.map { it.priority() }) { "the peer read ${seen.map { it.priority() }}" }
+        made.zip(seen).forEach { (mine, theirs) ->
+            mine.opened()
+            theirs.opened()
+            mine.send("to ${mine.label()}".toByteArray())
+            check(String(theirs.recv() ?: ByteArray(0)) == "to ${mine.label()}") { "message on ${mine.label()}" }
+            theirs.send(byteArrayOf(4, 5))
+            check((mine.recv() ?: ByteArray(0)).contentEquals(byteArrayOf(4, 5))) { "reply on ${mine.label()}" }
+        }
+        val bad = expectThrows<PeerlinkException.InvalidArgument> {
+            p.offerer.createChannel("x", ChannelOptions(maxRetransmits = 1.toUShort(), maxPacketLifeTime = 1.toUShort()))
+        }
+        check(bad.code == "invalid_argument") { bad.code }
+        expectThrows<PeerlinkException.InvalidArgument> { p.offerer.createChannel("peerlink", ChannelOptions()) }
+        made[0].closeChannel()
+        check(seen[0].recv() == null) { "the closed channel's reader did not end" }
+
+        check(p.offerer.iceRestarts() == 0u) { "restarts before" }
+        p.offerer.restartIce()
+        check(p.offerer.iceRestarts() == 1u) { "restarts after" }
+        // One restart at a time: the offerer ignores requests until the restart's answer is in.
+        waitUntil("the restart answer") { p.toOfferer.appliedAnswers.get() == 2 }
+        p.answerer.restartIce()
+        waitUntil("the offerer restarting for the answerer") { p.offerer.iceRestarts() == 2u }
+        waitUntil("connected again") { p.offerer.state() == "connected" }
+        check(p.a.call("echo", byteArrayOf(2)).contentEquals(byteArrayOf(2))) { "echo after restarts" }
+        check(p.a.isOpen()) { "the connection closed" }
+        p.offerer.closeLink()
+        val closed = expectThrows<PeerlinkException.Closed> { p.offerer.restartIce() }
+        check(closed.code == "closed") { closed.code }
+        check(p.offerer.acceptChannel() == null) { "a channel after close" }
+        p.close()
+        (made + seen).forEach { it.destroy() }
+        alice.shutdown(); bob.shutdown(); alice.destroy(); bob.destroy()
+    }
+
+    test("signaling server: WebRTC by device id, the server relay, hybrid with path changes") {
+        SignalingServer().use { server ->
+            val alice = signalingPeer(server, "alice")
+            val bob = signalingPeer(server, "bob")
+            bob.node.expose("kind", Handler { _, _ -> "answered".toByteArray() })
+            // Over the relay; bob accepts plain connections first.
+            val accepted = async { bob.dialer.accept(bob.node) }
+            val relay = alice.dialer.connectRelay(alice.node, bob.deviceId)
+            val relayPeer = accepted.await() ?: throw AssertionError("bob accepted nothing")
+            check(relay.transportKind() == "relay" && relayPeer.transportKind() == "relay") { relay.transportKind() }
+            check(relay.remote().deviceId == bob.deviceId) { "remote ${relay.remote()}" }
+            check(String(relay.call("kind", ByteArray(0))) == "answered") { "relay call" }
+            // The server has no such device: the relay link closes before the handshake.
+            val offline = expectThrows<PeerlinkException.Transport> { alice.dialer.connectRelay(alice.node, "nobody") }
+            check(offline.code == "transport_closed") { offline.code }
+
+            // Hybrid: relay at once, then WebRTC; back to the relay when WebRTC dies. The
+            // accepting side keeps an acceptHybrid pending: that is when the WebRTC links of
+            // peers it already has are attached to their hybrid connections.
+            val acceptedHybrid = ConcurrentLinkedQueue<HybridConnection>()
+            val acceptLoop = launch {
+                repeat(10) {
+                    val next = bob.dialer.acceptHybrid(bob.node) ?: return@launch
+                    acceptedHybrid.add(next)
+                }
+            }
+            val h = alice.dialer.connectHybrid(alice.node, bob.deviceId, HybridOptions(retryDelayMs = 100uL, maxWebrtcAttempts = 1u))
+            check(h.relay()?.transportKind() == "relay") { "relay path" }
+            waitUntil("bob's hybrid connection") { acceptedHybrid.size == 1 }
+            val hb = acceptedHybrid.first()
+            check(hb.remote().deviceId == alice.node.deviceInfo().deviceId) { "hybrid remote" }
+            check(nextPath(h) == "webrtc") { "first path change" }
+            check(h.path() == "webrtc" && h.current().transportKind() == "webrtc") { "path ${h.path()}" }
+            check(hb.waitForPath("webrtc", 10_000uL)) { "the accepting side stayed on the relay" }
+            check(String(h.current().call("kind", ByteArray(0))) == "answered") { "webrtc call" }
+            (h.webrtc() ?: throw AssertionError("no webrtc connection")).closeConnection("test")
+            check(nextPath(h) == "relay") { "second path change" }
+            check(h.webrtc() == null && h.current().transportKind() == "relay") { "back on the relay" }
+            check(String(h.current().call("kind", ByteArray(0))) == "answered") { "relay call after WebRTC died" }
+            val badPath = expectThrows<PeerlinkException.InvalidArgument> { h.waitForPath("pigeon", 10uL) }
+            check(badPath.code == "invalid_argument") { badPath.code }
+            val plain = expectThrows<PeerlinkException.InvalidArgument> { bob.dialer.accept(bob.node) }
+            check(plain.code == "invalid_state") { plain.code }
+            h.closeHybrid(null)
+            check(!h.isOpen()) { "still open after close" }
+            check(nextPath(h) == null) { "path events after close" }
+            alice.close()
+            bob.close()
+            withTimeout(10_000) { acceptLoop.join() }
+            check(acceptedHybrid.size == 1) { "one peer, one hybrid connection: ${acceptedHybrid.size}" }
+            listOf(relay, relayPeer, h, hb).forEach { it.destroy() }
         }
     }
 
