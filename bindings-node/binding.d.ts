@@ -484,11 +484,6 @@ export declare class WebRtcLink {
   /** Applies a signal from the peer (simple-peer JSON as its `onSignal` produced it). */
   handleSignal(json: string): Promise<void>
   /**
-   * Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink
-   * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
-   */
-  connect(node: Node, timeoutMs?: number | undefined | null): Promise<Connection>
-  /**
    * Opens another data channel on the link with its own options (ordered, partial
    * reliability, priority). The offerer may call it before `start()`; after the link is
    * up either side may, and the peer receives it from `acceptChannel()`. The label
@@ -508,6 +503,11 @@ export declare class WebRtcLink {
   restartIce(): Promise<void>
   /** ICE restarts this side started or asked for. */
   get iceRestarts(): number
+  /**
+   * Waits for the `peerlink` channel to open (default 20 s), then runs the peerlink
+   * handshake over it on `node`, bound to both DTLS fingerprints. Once per link.
+   */
+  connect(node: Node, timeoutMs?: number | undefined | null): Promise<Connection>
   /** Closes the peer connection and releases the callbacks. */
   close(): Promise<void>
   /** `await using link = …` closes it. */
@@ -746,6 +746,31 @@ export interface Member {
   publicKey: string
 }
 
+/** Options of `new Node(options)`. */
+export interface NodeOptions {
+  /** The device's identity. */
+  identity: Identity
+  /** The user (account) id. */
+  userId: string
+  /** This device's id. */
+  deviceId: string
+  /** Optional user display name (at most 128 characters). */
+  userName?: string
+  /** Optional device display name (at most 128 characters). */
+  deviceName?: string
+  /**
+   * Rates each verified peer during the handshake: return (or resolve to) a trust level;
+   * below 0 refuses the link. A throw or rejection refuses it too. Default: everyone at 0.
+   */
+  trust?: (device: DeviceInfo) => number | Promise<number>
+  /** Default per-call timeout in milliseconds (default 30 000). */
+  callTimeoutMs?: number
+  /** Handshake deadline in milliseconds, trust decision included (default 10 000). */
+  handshakeTimeoutMs?: number
+  /** Deadline for establishing a link in milliseconds (default 10 000). */
+  connectTimeoutMs?: number
+}
+
 /** One end of a WebRTC candidate pair. */
 export interface PathCandidate {
   /** `host`, `srflx`, `prflx` or `relay`. */
@@ -780,31 +805,6 @@ export interface PathReport {
   selectedPairChanges: number
   /** ICE restarts this side started or asked for. */
   iceRestarts: number
-}
-
-/** Options of `new Node(options)`. */
-export interface NodeOptions {
-  /** The device's identity. */
-  identity: Identity
-  /** The user (account) id. */
-  userId: string
-  /** This device's id. */
-  deviceId: string
-  /** Optional user display name (at most 128 characters). */
-  userName?: string
-  /** Optional device display name (at most 128 characters). */
-  deviceName?: string
-  /**
-   * Rates each verified peer during the handshake: return (or resolve to) a trust level;
-   * below 0 refuses the link. A throw or rejection refuses it too. Default: everyone at 0.
-   */
-  trust?: (device: DeviceInfo) => number | Promise<number>
-  /** Default per-call timeout in milliseconds (default 30 000). */
-  callTimeoutMs?: number
-  /** Handshake deadline in milliseconds, trust decision included (default 10 000). */
-  handshakeTimeoutMs?: number
-  /** Deadline for establishing a link in milliseconds (default 10 000). */
-  connectTimeoutMs?: number
 }
 
 /** The second argument of every handler. */
