@@ -35,7 +35,7 @@ pub use signaling::{
     SignalingOptions, WebRtcDialer,
 };
 pub use webrtc::{
-    ChannelOptions, ChannelPriority, DataChannel, IcePolicy, IceServer, WebRtcLink,
+    ChannelOptions, ChannelPriority, DataChannel, IceServer, IceTransportPolicy, WebRtcLink,
     WebRtcLinkListener, WebRtcOptions, WebRtcRole,
 };
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peerlink::webrtc::{
-    ChannelReceiver, ChannelSender, IceTransportPolicy, LinkState, WebRtcChannel, WebRtcConfig,
-    WebRtcEvent, WebRtcEvents, WebRtcTransport,
+    ChannelReceiver, ChannelSender, IceTransportPolicy as RtIceTransportPolicy, LinkState,
+    WebRtcChannel, WebRtcConfig, WebRtcEvent, WebRtcEvents, WebRtcTransport,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -141,7 +141,7 @@ impl std::fmt::Debug for IceServer {
 
 /// Which candidates ICE may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, uniffi::Enum)]
-pub enum IcePolicy {
+pub enum IceTransportPolicy {
     /// Host, server-reflexive and relay candidates.
     #[default]
     All,
@@ -157,7 +157,7 @@ pub struct WebRtcOptions {
     pub ice_servers: Vec<IceServer>,
     /// Which candidates ICE may use (default all).
     #[uniffi(default = None)]
-    pub ice_transport_policy: Option<IcePolicy>,
+    pub ice_transport_policy: Option<IceTransportPolicy>,
     /// Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Empty (the default):
     /// `0.0.0.0:0`, one socket per non-loopback interface.
     #[uniffi(default = [])]
@@ -165,6 +165,10 @@ pub struct WebRtcOptions {
     /// Trickle ICE candidates (default true); false sends one description holding them all.
     #[uniffi(default = true)]
     pub trickle: bool,
+    /// Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
+    /// store (default none). Certificates are always verified.
+    #[uniffi(default = [])]
+    pub turn_tls_roots: Vec<Vec<u8>>,
 }
 
 /// Builds the Rust configuration, rejecting bad values with `InvalidArgument`.
@@ -190,8 +194,8 @@ pub(crate) fn webrtc_config(options: Option<WebRtcOptions>) -> Result<WebRtcConf
         }
     }
     config.ice_transport_policy = match options.ice_transport_policy.unwrap_or_default() {
-        IcePolicy::All => IceTransportPolicy::All,
-        IcePolicy::Relay => IceTransportPolicy::Relay,
+        IceTransportPolicy::All => RtIceTransportPolicy::All,
+        IceTransportPolicy::Relay => RtIceTransportPolicy::Relay,
     };
     if !options.bind_addrs.is_empty() {
         config.bind_addrs = options
@@ -204,6 +208,7 @@ pub(crate) fn webrtc_config(options: Option<WebRtcOptions>) -> Result<WebRtcConf
             .collect::<Result<_, _>>()?;
     }
     config.trickle = options.trickle;
+    config.turn_tls_roots = options.turn_tls_roots;
     Ok(config)
 }
 

@@ -6594,7 +6594,7 @@ public struct WebRtcOptions: Equatable, Hashable {
     /**
      * Which candidates ICE may use (default all).
      */
-    public var iceTransportPolicy: IcePolicy?
+    public var iceTransportPolicy: IceTransportPolicy?
     /**
      * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Empty (the default):
      * `0.0.0.0:0`, one socket per non-loopback interface.
@@ -6604,6 +6604,11 @@ public struct WebRtcOptions: Equatable, Hashable {
      * Trickle ICE candidates (default true); false sends one description holding them all.
      */
     public var trickle: Bool
+    /**
+     * Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
+     * store (default none). Certificates are always verified.
+     */
+    public var turnTlsRoots: [Data]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -6613,18 +6618,23 @@ public struct WebRtcOptions: Equatable, Hashable {
          */iceServers: [IceServer] = [], 
         /**
          * Which candidates ICE may use (default all).
-         */iceTransportPolicy: IcePolicy? = nil, 
+         */iceTransportPolicy: IceTransportPolicy? = nil, 
         /**
          * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Empty (the default):
          * `0.0.0.0:0`, one socket per non-loopback interface.
          */bindAddrs: [String] = [], 
         /**
          * Trickle ICE candidates (default true); false sends one description holding them all.
-         */trickle: Bool = true) {
+         */trickle: Bool = true, 
+        /**
+         * Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
+         * store (default none). Certificates are always verified.
+         */turnTlsRoots: [Data] = []) {
         self.iceServers = iceServers
         self.iceTransportPolicy = iceTransportPolicy
         self.bindAddrs = bindAddrs
         self.trickle = trickle
+        self.turnTlsRoots = turnTlsRoots
     }
 
     
@@ -6644,17 +6654,19 @@ public struct FfiConverterTypeWebRtcOptions: FfiConverterRustBuffer {
         return
             try WebRtcOptions(
                 iceServers: FfiConverterSequenceTypeIceServer.read(from: &buf), 
-                iceTransportPolicy: FfiConverterOptionTypeIcePolicy.read(from: &buf), 
+                iceTransportPolicy: FfiConverterOptionTypeIceTransportPolicy.read(from: &buf), 
                 bindAddrs: FfiConverterSequenceString.read(from: &buf), 
-                trickle: FfiConverterBool.read(from: &buf)
+                trickle: FfiConverterBool.read(from: &buf), 
+                turnTlsRoots: FfiConverterSequenceData.read(from: &buf)
         )
     }
 
     public static func write(_ value: WebRtcOptions, into buf: inout [UInt8]) {
         FfiConverterSequenceTypeIceServer.write(value.iceServers, into: &buf)
-        FfiConverterOptionTypeIcePolicy.write(value.iceTransportPolicy, into: &buf)
+        FfiConverterOptionTypeIceTransportPolicy.write(value.iceTransportPolicy, into: &buf)
         FfiConverterSequenceString.write(value.bindAddrs, into: &buf)
         FfiConverterBool.write(value.trickle, into: &buf)
+        FfiConverterSequenceData.write(value.turnTlsRoots, into: &buf)
     }
 }
 
@@ -6774,7 +6786,7 @@ public func FfiConverterTypeChannelPriority_lower(_ value: ChannelPriority) -> R
  * Which candidates ICE may use.
  */
 
-public enum IcePolicy: Equatable, Hashable {
+public enum IceTransportPolicy: Equatable, Hashable {
     
     /**
      * Host, server-reflexive and relay candidates.
@@ -6792,16 +6804,16 @@ public enum IcePolicy: Equatable, Hashable {
 }
 
 #if compiler(>=6)
-extension IcePolicy: Sendable {}
+extension IceTransportPolicy: Sendable {}
 #endif
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public struct FfiConverterTypeIcePolicy: FfiConverterRustBuffer {
-    typealias SwiftType = IcePolicy
+public struct FfiConverterTypeIceTransportPolicy: FfiConverterRustBuffer {
+    typealias SwiftType = IceTransportPolicy
 
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IcePolicy {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IceTransportPolicy {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
@@ -6813,7 +6825,7 @@ public struct FfiConverterTypeIcePolicy: FfiConverterRustBuffer {
         }
     }
 
-    public static func write(_ value: IcePolicy, into buf: inout [UInt8]) {
+    public static func write(_ value: IceTransportPolicy, into buf: inout [UInt8]) {
         switch value {
         
         
@@ -6832,15 +6844,15 @@ public struct FfiConverterTypeIcePolicy: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeIcePolicy_lift(_ buf: RustBuffer) throws -> IcePolicy {
-    return try FfiConverterTypeIcePolicy.lift(buf)
+public func FfiConverterTypeIceTransportPolicy_lift(_ buf: RustBuffer) throws -> IceTransportPolicy {
+    return try FfiConverterTypeIceTransportPolicy.lift(buf)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeIcePolicy_lower(_ value: IcePolicy) -> RustBuffer {
-    return FfiConverterTypeIcePolicy.lower(value)
+public func FfiConverterTypeIceTransportPolicy_lower(_ value: IceTransportPolicy) -> RustBuffer {
+    return FfiConverterTypeIceTransportPolicy.lower(value)
 }
 
 
@@ -7753,8 +7765,8 @@ fileprivate struct FfiConverterOptionTypeChannelPriority: FfiConverterRustBuffer
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionTypeIcePolicy: FfiConverterRustBuffer {
-    typealias SwiftType = IcePolicy?
+fileprivate struct FfiConverterOptionTypeIceTransportPolicy: FfiConverterRustBuffer {
+    typealias SwiftType = IceTransportPolicy?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -7762,13 +7774,13 @@ fileprivate struct FfiConverterOptionTypeIcePolicy: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterTypeIcePolicy.write(value, into: &buf)
+        FfiConverterTypeIceTransportPolicy.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterTypeIcePolicy.read(from: &buf)
+        case 1: return try FfiConverterTypeIceTransportPolicy.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -7794,6 +7806,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceData: FfiConverterRustBuffer {
+    typealias SwiftType = [Data]
+
+    public static func write(_ value: [Data], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterData.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Data] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Data]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterData.read(from: &buf))
         }
         return seq
     }

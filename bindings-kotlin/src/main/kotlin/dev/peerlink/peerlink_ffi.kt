@@ -10526,7 +10526,7 @@ data class WebRtcOptions (
     /**
      * Which candidates ICE may use (default all).
      */
-    var `iceTransportPolicy`: IcePolicy? = null 
+    var `iceTransportPolicy`: IceTransportPolicy? = null 
     , 
     /**
      * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Empty (the default):
@@ -10538,6 +10538,12 @@ data class WebRtcOptions (
      * Trickle ICE candidates (default true); false sends one description holding them all.
      */
     var `trickle`: kotlin.Boolean = true 
+    , 
+    /**
+     * Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
+     * store (default none). Certificates are always verified.
+     */
+    var `turnTlsRoots`: List<kotlin.ByteArray> = listOf() 
     
 ){
     
@@ -10555,24 +10561,27 @@ public object FfiConverterTypeWebRtcOptions: FfiConverterRustBuffer<WebRtcOption
     override fun read(buf: ByteBuffer): WebRtcOptions {
         return WebRtcOptions(
             FfiConverterSequenceTypeIceServer.read(buf),
-            FfiConverterOptionalTypeIcePolicy.read(buf),
+            FfiConverterOptionalTypeIceTransportPolicy.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterSequenceByteArray.read(buf),
         )
     }
 
     override fun allocationSize(value: WebRtcOptions) = (
             FfiConverterSequenceTypeIceServer.allocationSize(value.`iceServers`) +
-            FfiConverterOptionalTypeIcePolicy.allocationSize(value.`iceTransportPolicy`) +
+            FfiConverterOptionalTypeIceTransportPolicy.allocationSize(value.`iceTransportPolicy`) +
             FfiConverterSequenceString.allocationSize(value.`bindAddrs`) +
-            FfiConverterBoolean.allocationSize(value.`trickle`)
+            FfiConverterBoolean.allocationSize(value.`trickle`) +
+            FfiConverterSequenceByteArray.allocationSize(value.`turnTlsRoots`)
     )
 
     override fun write(value: WebRtcOptions, buf: ByteBuffer) {
             FfiConverterSequenceTypeIceServer.write(value.`iceServers`, buf)
-            FfiConverterOptionalTypeIcePolicy.write(value.`iceTransportPolicy`, buf)
+            FfiConverterOptionalTypeIceTransportPolicy.write(value.`iceTransportPolicy`, buf)
             FfiConverterSequenceString.write(value.`bindAddrs`, buf)
             FfiConverterBoolean.write(value.`trickle`, buf)
+            FfiConverterSequenceByteArray.write(value.`turnTlsRoots`, buf)
     }
 }
 
@@ -10634,7 +10643,7 @@ public object FfiConverterTypeChannelPriority: FfiConverterRustBuffer<ChannelPri
  * Which candidates ICE may use.
  */
 
-enum class IcePolicy {
+enum class IceTransportPolicy {
     
     /**
      * Host, server-reflexive and relay candidates.
@@ -10655,16 +10664,16 @@ enum class IcePolicy {
 /**
  * @suppress
  */
-public object FfiConverterTypeIcePolicy: FfiConverterRustBuffer<IcePolicy> {
+public object FfiConverterTypeIceTransportPolicy: FfiConverterRustBuffer<IceTransportPolicy> {
     override fun read(buf: ByteBuffer) = try {
-        IcePolicy.values()[buf.getInt() - 1]
+        IceTransportPolicy.values()[buf.getInt() - 1]
     } catch (e: IndexOutOfBoundsException) {
         throw RuntimeException("invalid enum value, something is very wrong!!", e)
     }
 
-    override fun allocationSize(value: IcePolicy) = 4UL
+    override fun allocationSize(value: IceTransportPolicy) = 4UL
 
-    override fun write(value: IcePolicy, buf: ByteBuffer) {
+    override fun write(value: IceTransportPolicy, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -11887,28 +11896,28 @@ public object FfiConverterOptionalTypeChannelPriority: FfiConverterRustBuffer<Ch
 /**
  * @suppress
  */
-public object FfiConverterOptionalTypeIcePolicy: FfiConverterRustBuffer<IcePolicy?> {
-    override fun read(buf: ByteBuffer): IcePolicy? {
+public object FfiConverterOptionalTypeIceTransportPolicy: FfiConverterRustBuffer<IceTransportPolicy?> {
+    override fun read(buf: ByteBuffer): IceTransportPolicy? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterTypeIcePolicy.read(buf)
+        return FfiConverterTypeIceTransportPolicy.read(buf)
     }
 
-    override fun allocationSize(value: IcePolicy?): ULong {
+    override fun allocationSize(value: IceTransportPolicy?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterTypeIcePolicy.allocationSize(value)
+            return 1UL + FfiConverterTypeIceTransportPolicy.allocationSize(value)
         }
     }
 
-    override fun write(value: IcePolicy?, buf: ByteBuffer) {
+    override fun write(value: IceTransportPolicy?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterTypeIcePolicy.write(value, buf)
+            FfiConverterTypeIceTransportPolicy.write(value, buf)
         }
     }
 }
@@ -11937,6 +11946,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceByteArray: FfiConverterRustBuffer<List<kotlin.ByteArray>> {
+    override fun read(buf: ByteBuffer): List<kotlin.ByteArray> {
+        val len = buf.getInt()
+        return List<kotlin.ByteArray>(len) {
+            FfiConverterByteArray.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.ByteArray>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterByteArray.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.ByteArray>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterByteArray.write(it, buf)
         }
     }
 }
