@@ -68,7 +68,16 @@ pub(crate) const MIN_CWND_PACKETS: u32 = 4;
 /// Node processes moved 48 MB/s instead of the 100+ the standard controller allowed). Sizing
 /// the window for at least this round trip leaves room for that aggregation, and changes
 /// nothing on paths whose round trip is longer.
-pub(crate) const MIN_WINDOW_RTT: Duration = Duration::from_millis(5);
+pub(crate) const MIN_WINDOW_RTT: Duration = Duration::from_millis(2);
+/// The loss rate is judged over this many packets' worth of delivered and lost bytes.
+const LOSS_SAMPLE_PACKETS: u32 = 128;
+/// A loss rate above this (per mille) over one sample means the window overflowed a queue
+/// (a receiver's socket that drops bursts), not random loss: the [`MIN_WINDOW_RTT`] floor is
+/// then suspended. Random loss of a few percent stays far below it over 128 packets.
+const OVERFLOW_LOSS_PER_MILLE: u64 = 100;
+/// How long the floor stays suspended after the first overflow; doubled on every further one.
+const FLOOR_BACKOFF_START: Duration = Duration::from_secs(30);
+const FLOOR_BACKOFF_MAX: Duration = Duration::from_secs(600);
 /// `Startup` ends after this many round trips without 25 % bandwidth growth.
 const FULL_BW_ROUNDS: u32 = 3;
 
@@ -130,6 +139,12 @@ pub(crate) struct RateController {
     probe_rtt_done: Option<Instant>,
     probe_rtt_round: Option<u64>,
     prior_cwnd: u32,
+    /// `delivered` when the current loss sample began, and the bytes found lost since.
+    loss_sample_start: u64,
+    loss_sample_lost: u64,
+    /// The [`MIN_WINDOW_RTT`] floor is suspended until then (an overflow was seen).
+    floor_off_until: Option<Instant>,
+    floor_backoff: Duration,
 }
 
 impl RateController {
@@ -154,6 +169,10 @@ impl RateController {
             probe_rtt_done: None,
             probe_rtt_round: None,
             prior_cwnd: 0,
+            loss_sample_start: 0,
+            loss_sample_lost: 0,
+            floor_off_until: None,
+            floor_backoff: FLOOR_BACKOFF_START,
         }
     }
 
@@ -197,12 +216,53 @@ impl RateController {
         let bw = self.bandwidth();
         match self.min_rtt {
             Some(rtt) if bw > 0 => {
-                let bdp = bw as f64 * rtt.max(MIN_WINDOW_RTT).as_secs_f64();
+                let rtt = if self.floor_active() {
+                    rtt.max(MIN_WINDOW_RTT)
+                } else {
+                    rtt
+                };
+                let bdp = bw as f64 * rtt.as_secs_f64();
                 ((bdp * gain) as u64).min(u64::from(u32::MAX)) as u32
             }
             _ => initial_window(self.mtu),
         }
         .max(self.min_cwnd())
+    }
+
+    /// Whether the window is sized for at least [`MIN_WINDOW_RTT`] (not suspended by an
+    /// overflow).
+    pub(crate) fn floor_active(&self) -> bool {
+        match (self.floor_off_until, self.now) {
+            (Some(until), Some(now)) => now >= until,
+            _ => true,
+        }
+    }
+
+    /// Fast retransmission found `bytes` of chunks lost. Over every sample of
+    /// [`LOSS_SAMPLE_PACKETS`] packets, a loss rate above [`OVERFLOW_LOSS_PER_MILLE`] suspends
+    /// the round-trip floor (a receiver that drops the bursts of the larger window: Chromium's
+    /// socket does), for one second, then two, four … up to a minute.
+    pub(crate) fn on_lost(&mut self, bytes: u64) {
+        self.loss_sample_lost += bytes;
+        self.judge_loss_sample();
+    }
+
+    fn judge_loss_sample(&mut self) {
+        let delivered = self.delivered.saturating_sub(self.loss_sample_start);
+        let total = delivered + self.loss_sample_lost;
+        if total < u64::from(self.mtu.max(1)) * u64::from(LOSS_SAMPLE_PACKETS) {
+            return;
+        }
+        if self.loss_sample_lost * 1000 > total * OVERFLOW_LOSS_PER_MILLE {
+            if let Some(now) = self.now {
+                if self.floor_active() {
+                    self.floor_off_until = Some(now + self.floor_backoff);
+                    self.floor_backoff = (self.floor_backoff * 2).min(FLOOR_BACKOFF_MAX);
+                }
+            }
+        }
+        self.loss_sample_start = self.delivered;
+        self.loss_sample_lost = 0;
     }
 
     /// A chunk is sent for the first time; `inflight` is the bytes outstanding before it.
@@ -244,6 +304,7 @@ impl RateController {
         self.delivered += acked;
         self.delivered_time = Some(now);
         self.now = Some(now);
+        self.judge_loss_sample();
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
         }
@@ -443,6 +504,39 @@ mod tests {
         let ratio = f64::from(cwnd) / floor_bdp;
         // Twice the bandwidth times the floor, not times the 50 µs measured.
         assert!((1.0..=3.0).contains(&ratio), "cwnd {cwnd} is {ratio:.2} × the floor's BDP");
+    }
+
+    #[test]
+    fn heavy_loss_suspends_the_round_trip_floor_and_random_loss_does_not() {
+        let start = Instant::now();
+        let mut c = RateController::new(MTU);
+        let bw = 100_000_000;
+        let (mut cwnd, mut now) =
+            steady(&mut c, start, bw, Duration::from_micros(50), 4000, initial_window(MTU));
+        let floored = cwnd;
+        // 2 % of the packets lost: the floor stays.
+        for i in 0..1000u32 {
+            now += Duration::from_micros(10);
+            if i % 50 == 0 {
+                c.on_lost(u64::from(MTU));
+            }
+            cwnd = c.on_ack(now, u64::from(MTU), None, 0, cwnd);
+        }
+        assert!(c.floor_active(), "2 % loss kept the floor");
+        // Every fourth packet lost: an overflow; the window shrinks to the measured BDP.
+        for _ in 0..200u32 {
+            now += Duration::from_micros(10);
+            c.on_lost(u64::from(MTU));
+            for _ in 0..3 {
+                cwnd = c.on_ack(now, u64::from(MTU), None, 0, cwnd);
+            }
+        }
+        assert!(!c.floor_active(), "25 % loss suspended the floor");
+        assert!(c.target_cwnd(CWND_GAIN) < floored / 10);
+        // A second later it is tried again.
+        now += FLOOR_BACKOFF_START + Duration::from_millis(1);
+        c.on_ack(now, u64::from(MTU), None, 0, cwnd);
+        assert!(c.floor_active(), "the floor returns after the backoff");
     }
 
     #[test]

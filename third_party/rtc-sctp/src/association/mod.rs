@@ -2061,6 +2061,7 @@ impl Association {
             }
 
             let mut tsn = cum_tsn_ack_point.wrapping_add(1);
+            let mut newly_lost = 0u64;
             while sna32lt(tsn, max_tsn) {
                 if let Some(c) = self.inflight_queue.get_mut(tsn) {
                     if c.is_outstanding() && c.miss_indicator < 3 {
@@ -2070,6 +2071,7 @@ impl Association {
                         }
                         if rate_based && c.miss_indicator == 3 {
                             self.will_retransmit_fast = true;
+                            newly_lost += c.user_data.len() as u64;
                         }
                         if c.miss_indicator == 3 && !self.in_fast_recovery {
                             // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the
@@ -2099,6 +2101,11 @@ impl Association {
                 }
 
                 tsn = tsn.wrapping_add(1);
+            }
+            // peerlink: the rate-based controller watches the loss rate (see
+            // `RateController::on_lost`).
+            if newly_lost > 0 {
+                self.rate_cc.on_lost(newly_lost);
             }
         }
 
