@@ -58,11 +58,23 @@ pub enum WebRtcError {
         reason: String,
     },
     /// A certificate in [`WebRtcConfig::turn_tls_roots`](super::WebRtcConfig::turn_tls_roots)
-    /// is not a usable trust anchor.
-    #[error("TURN TLS root certificate {index}: {reason}")]
+    /// (the bindings' `turnTlsRoots`) is not a usable trust anchor, or an entry of
+    /// [`WebRtcOptions::turn_tls_roots`](super::WebRtcOptions::turn_tls_roots) is neither PEM
+    /// nor DER.
+    #[error("turnTlsRoots[{index}]: {reason}")]
     BadTurnTlsRoot {
         /// Its position in the list.
         index: usize,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A value of [`WebRtcOptions`](super::WebRtcOptions) is not usable (a bind address
+    /// that does not parse, an unknown ICE transport policy).
+    #[error("{field}: {reason}")]
+    InvalidOption {
+        /// The option as the bindings spell it, with the entry's index for a list
+        /// (`bindAddrs[1]`, `iceTransportPolicy`).
+        field: String,
         /// Why it is rejected.
         reason: String,
     },

@@ -12,6 +12,7 @@ pub mod compact;
 mod config;
 mod error;
 mod link;
+mod options;
 mod path;
 mod priority;
 pub(crate) mod sdp;
@@ -30,6 +31,7 @@ pub use link::{
     ENGINE_MAX_MESSAGE_SIZE, Fingerprints, LinkState, SkippedIceUrl, WeakWebRtcLink, WebRtcEvent,
     WebRtcEvents, WebRtcLink, WebRtcRole,
 };
+pub use options::WebRtcOptions;
 pub use priority::ChannelPriority;
 pub use sdp::{DEFAULT_MAX_MESSAGE_SIZE, MAX_SDP_LEN, max_message_size, sha256_fingerprint};
 pub use signal::{IceCandidate, MAX_CANDIDATE_LEN, MAX_SIGNAL_LEN, Signal};
