@@ -1,7 +1,7 @@
 //! A peerlink WebRTC peer that other stacks can drive: signals as JSON lines on stdin/stdout.
 //!
 //! ```text
-//! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench|chat]
+//! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench|chat|priority]
 //!             [--bulk-mib 16] [--msg 65536] [--rtt 200] [--pair]
 //!             [--no-pacing] [--pacing-initial BYTES] [--pacing-min BYTES] [--send-limit BYTES]
 //!             [--codes] [--sctp-cc standard|rate]
@@ -23,6 +23,11 @@
 //! `max-message-size` allows) and a bulk stream on `reliable`, and 100 indexed 1 KiB messages
 //! on each of the other two. Reports carry lengths and CRC-32s of what was sent and received,
 //! which the driver compares.
+//!
+//! `--mode priority` (the same script as in `peer-logic.js`): the offerer opens five channels,
+//! `very-low`, `low`, `medium` and `high` with that priority and `default` without one; each
+//! side sends the label once on every channel and reports, per label, the channel's priority
+//! (for the answerer, the one the peer's channel-open message carried) and what it received.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -34,8 +39,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use peerlink::webrtc::compact::{CompactSignal, code_from_signal, signal_from_code};
 use peerlink::webrtc::{
-    ChannelOptions, ChannelReceiver, ChannelSender, SctpCongestionControl, Signal, WebRtcChannel,
-    WebRtcConfig, WebRtcEvent, WebRtcLink, WebRtcRole,
+    ChannelOptions, ChannelPriority, ChannelReceiver, ChannelSender, SctpCongestionControl, Signal,
+    WebRtcChannel, WebRtcConfig, WebRtcEvent, WebRtcLink, WebRtcRole,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -61,6 +66,7 @@ struct Opts {
     /// SCTP congestion controller (`None`: the runtime's default).
     sctp_cc: Option<SctpCongestionControl>,
     chat: bool,
+    priority: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -80,6 +86,7 @@ fn parse_args() -> Result<Opts, String> {
         codes: false,
         sctp_cc: None,
         chat: false,
+        priority: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -96,6 +103,7 @@ fn parse_args() -> Result<Opts, String> {
             "--mode" => match value()?.as_str() {
                 "bench" => opts.bench = true,
                 "chat" => opts.chat = true,
+                "priority" => opts.priority = true,
                 "interop" => {}
                 other => return Err(format!("unknown mode {other}")),
             },
@@ -527,6 +535,56 @@ async fn bench(
     }
 }
 
+/// Priority script: five channels, one message each way on each; the report gives, per label,
+/// the channel's priority and the message received on it.
+async fn priorities(
+    link: WebRtcLink,
+    mut channels_in: mpsc::UnboundedReceiver<WebRtcChannel>,
+    opts: Opts,
+) -> Result<Value, String> {
+    let with = |priority| ChannelOptions {
+        priority,
+        ..ChannelOptions::default()
+    };
+    let specs = [
+        ("very-low", with(ChannelPriority::VeryLow)),
+        ("low", with(ChannelPriority::Low)),
+        ("medium", with(ChannelPriority::Medium)),
+        ("high", with(ChannelPriority::High)),
+        ("default", ChannelOptions::default()),
+    ];
+    let (chans, connect) = open_channels(&link, &mut channels_in, opts.role, &specs).await?;
+    let mut split = Vec::new();
+    for (label, ch) in chans {
+        let priority = ch.priority();
+        let (tx, rx) = ch.split();
+        send(&tx, Bytes::from(label.clone())).await?;
+        split.push((label, priority, tx, rx));
+    }
+    let mut channels = serde_json::Map::new();
+    for (label, priority, _, rx) in &mut split {
+        let got = recv(rx, "a message on a priority channel").await?;
+        channels.insert(
+            label.clone(),
+            json!({
+                "priority": priority.as_str(),
+                "received": String::from_utf8_lossy(&got),
+            }),
+        );
+    }
+    let deadline = Instant::now() + STEP_LIMIT;
+    for (_, _, tx, _) in &split {
+        while tx.outstanding_bytes().await > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Ok(json!({
+        "stack": "peerlink",
+        "connectMs": connect.as_secs_f64() * 1e3,
+        "channels": channels,
+    }))
+}
+
 /// Chat script, for pages that only chat (the lobby): one channel `chat` (the offerer opens
 /// it), this side sends `hello-code` and reports the first message it gets back.
 async fn chat(
@@ -613,6 +671,8 @@ async fn run_script(
     let cpu0 = cpu_seconds();
     let result = if opts.chat {
         chat(link, channels, opts).await
+    } else if opts.priority {
+        priorities(link, channels, opts).await
     } else if opts.bench {
         bench(link, channels, opts).await
     } else {

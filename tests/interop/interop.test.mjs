@@ -3,14 +3,19 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { RUST_PEER, rustPeer, aiortcPeer, chromiumPeer, launchChromium, runInterop, serveLobby, withTimeout } from './lib.mjs';
+import { PRIORITY_ARGS, RUST_PEER, rustPeer, aiortcPeer, chromiumPeer, exchange, launchChromium, runInterop, serveLobby, withTimeout } from './lib.mjs';
 
 let browser;
 before(async () => {
   assert.ok(existsSync(RUST_PEER), `build the peer first: cargo build --release -p peerlink --example webrtc_peer (${RUST_PEER})`);
   browser = await launchChromium();
 });
-after(async () => { if (browser) await browser.close(); });
+// Chromium with RTCDataChannel.priority enabled, for the priority cases (launched by the first).
+let priorityBrowser;
+after(async () => {
+  if (browser) await browser.close();
+  if (priorityBrowser) await priorityBrowser.close();
+});
 
 function check(result) {
   assert.deepEqual(result.problems, []);
@@ -110,3 +115,46 @@ for (const [name, makeOfferer, makeAnswerer] of cases) {
     check(result);
   });
 }
+
+// Data channel priority, both ways (`--mode priority` / peer-logic.js `priority()`): the offerer
+// opens very-low, low, medium and high channels and one without a priority (`default`); one
+// message crosses each channel each way. Chromium 156 exposes RTCDataChannel.priority and
+// reads RTCDataChannelInit.priority only with the RTCDataChannelPriority runtime feature.
+const EXPECTED = { 'very-low': 'very-low', low: 'low', medium: 'medium', high: 'high', default: 'low' };
+const same = (v) => Object.fromEntries(Object.keys(EXPECTED).map((k) => [k, v]));
+
+function checkPriorities(report, expected, who) {
+  assert.deepEqual(Object.keys(report.channels).sort(), Object.keys(expected).sort(), `${who}: channels`);
+  for (const [label, want] of Object.entries(expected)) {
+    const c = report.channels[label];
+    assert.equal(c.received, label, `${who}: the message on ${label}`);
+    assert.equal(c.priority, want, `${who}: the priority of ${label}`);
+  }
+}
+
+const priorityCases = [
+  ['priority: peerlink opens each level, Chromium reads it', 'rust'],
+  ['priority: Chromium opens each level, peerlink reads it', 'chromium'],
+];
+for (const [name, opener] of priorityCases) {
+  test(name, { timeout: 60000 }, async () => {
+    priorityBrowser ??= await launchChromium(PRIORITY_ARGS);
+    const page = await chromiumPeer(priorityBrowser, opener === 'rust' ? 'answerer' : 'offerer', { mode: 'priority' });
+    const rust = rustPeer(opener === 'rust' ? 'offerer' : 'answerer', ['--mode', 'priority']);
+    const [ro, ra] = opener === 'rust' ? await exchange(rust, page, 45000) : await exchange(page, rust, 45000);
+    // The opener's own channels, and the peer's reading of the DCEP OPEN it sent.
+    checkPriorities(ro, EXPECTED, 'opener');
+    checkPriorities(ra, EXPECTED, 'peer');
+  });
+}
+
+// Chromium as shipped: if it does not expose the attribute it also ignores the init field,
+// and every channel it opens reaches peerlink as low (DCEP 256).
+test('priority: stock Chromium opens channels with each level, peerlink reads what it sent', { timeout: 60000 }, async () => {
+  const page = await chromiumPeer(browser, 'offerer', { mode: 'priority' });
+  const [ro, ra] = await exchange(page, rustPeer('answerer', ['--mode', 'priority']), 45000);
+  const exposed = Object.values(ro.channels).some((c) => c.priority !== null);
+  console.log(`# stock Chromium: RTCDataChannel.priority ${exposed ? 'exposed' : 'absent'}; peerlink read ${JSON.stringify(Object.fromEntries(Object.entries(ra.channels).map(([k, c]) => [k, c.priority])))}`);
+  checkPriorities(ro, exposed ? EXPECTED : same(null), 'Chromium');
+  checkPriorities(ra, exposed ? EXPECTED : same('low'), 'peerlink');
+});

@@ -75,11 +75,16 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update', '--disable-sync', '--disable-features=WebRtcHideLocalIpsWithMdns',
 ];
 
-export async function launchChromium() {
+// `extraArgs`: further switches, e.g. PRIORITY_ARGS.
+// Chromium (156) exposes RTCDataChannel.priority and reads RTCDataChannelInit.priority only
+// with this runtime feature; without it, it ignores the init field and sends 256 (low).
+export const PRIORITY_ARGS = ['--enable-blink-features=RTCDataChannelPriority'];
+
+export async function launchChromium(extraArgs = []) {
   const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: process.env.PL_CHROMIUM || '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     timeout: 60000,
   });
 }
@@ -191,17 +196,24 @@ export function directionProblems(from, to, senderReport, receiverReport) {
   return p;
 }
 
-export async function runInterop(offerer, answerer, ms = 150000, codes = undefined) {
+// Relays signals until both peers reported; fails on a report with an error. Closes both and
+// resolves with [offerer's report, answerer's report].
+export async function exchange(offerer, answerer, ms, codes = undefined) {
   relay(offerer, answerer, codes);
   try {
-    const [ro, ra] = await withTimeout(Promise.all([offerer.report, answerer.report]), ms, `${offerer.name} <-> ${answerer.name}`);
-    for (const [n, r] of [[offerer.name, ro], [answerer.name, ra]]) if (r.error) throw new Error(`${n}: ${r.error}`);
-    const problems = [
-      ...directionProblems(offerer.name, answerer.name, ro, ra),
-      ...directionProblems(answerer.name, offerer.name, ra, ro),
-    ];
-    return { offerer: ro, answerer: ra, problems };
+    const reports = await withTimeout(Promise.all([offerer.report, answerer.report]), ms, `${offerer.name} <-> ${answerer.name}`);
+    for (const [n, r] of [[offerer.name, reports[0]], [answerer.name, reports[1]]]) if (r.error) throw new Error(`${n}: ${r.error}`);
+    return reports;
   } finally {
     await Promise.all([offerer.close(), answerer.close()]);
   }
+}
+
+export async function runInterop(offerer, answerer, ms = 150000, codes = undefined) {
+  const [ro, ra] = await exchange(offerer, answerer, ms, codes);
+  const problems = [
+    ...directionProblems(offerer.name, answerer.name, ro, ra),
+    ...directionProblems(answerer.name, offerer.name, ra, ro),
+  ];
+  return { offerer: ro, answerer: ra, problems };
 }

@@ -111,7 +111,7 @@
   }
 
   class Peer {
-    // opts: { RTCPeerConnection, role, mode: 'interop'|'bench', bulk, msg, rtt, sendSignal, stack }
+    // opts: { RTCPeerConnection, role, mode: 'interop'|'bench'|'priority', bulk, msg, rtt, sendSignal, stack }
     constructor(opts) {
       this.o = opts;
       this.pc = new opts.RTCPeerConnection({ iceServers: [] });
@@ -252,6 +252,25 @@
       };
     }
 
+    // Priority script (the same as webrtc_peer.rs --mode priority): the offerer opens
+    // `very-low`, `low`, `medium` and `high` with that priority and `default` without one; each
+    // side sends the label once on every channel and reports, per label, the channel's
+    // `priority` attribute (null where the stack has none) and what arrived on it.
+    async priority() {
+      const levels = ['very-low', 'low', 'medium', 'high'];
+      const { chans, connectMs } = await this.openChannels([...levels.map((p) => [p, { priority: p }]), ['default', {}]]);
+      for (const [label, ch] of Object.entries(chans)) await ch.send(label);
+      const channels = {};
+      for (const [label, ch] of Object.entries(chans)) {
+        const got = await ch.recv('a message on a priority channel');
+        channels[label] = { priority: 'priority' in ch.dc ? ch.dc.priority : null, received: new TextDecoder().decode(got) };
+      }
+      // No wait for bufferedAmount to reach 0: the peer's report shows what arrived, and
+      // Chromium 156 leaves it above 0 for a message sent on a channel the peer opened as soon
+      // as that channel opens, although the message is delivered.
+      return { stack: this.o.stack, connectMs, channels };
+    }
+
     async bench() {
       const { chans, connectMs } = await this.openChannels([['bench', { ordered: true }]]);
       const ch = chans.bench;
@@ -288,6 +307,7 @@
 
     async run() {
       try {
+        if (this.o.mode === 'priority') return await this.priority();
         return this.o.mode === 'bench' ? await this.bench() : await this.interop();
       } catch (e) {
         return { error: String(e && e.stack || e) };

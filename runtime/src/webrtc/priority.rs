@@ -268,6 +268,35 @@ mod tests {
         assert!("urgent".parse::<ChannelPriority>().is_err());
     }
 
+    /// Values between and beyond the four levels, with the priority Chromium 156 reports for a
+    /// channel whose channel-open message carried them (`tests/interop/priority-probe.mjs`,
+    /// with the RTCDataChannelPriority runtime feature): both stacks read them the same way.
+    #[test]
+    fn values_between_the_levels_map_as_chromium_maps_them() {
+        use ChannelPriority::*;
+        let chromium = [
+            (0, VeryLow),
+            (1, VeryLow),
+            (127, VeryLow),
+            (128, VeryLow),
+            (129, Low),
+            (255, Low),
+            (256, Low),
+            (257, Medium),
+            (511, Medium),
+            (512, Medium),
+            (513, High),
+            (1023, High),
+            (1024, High),
+            (1025, High),
+            (4096, High),
+            (65535, High),
+        ];
+        for (value, priority) in chromium {
+            assert_eq!(ChannelPriority::from_dcep(value), priority, "DCEP {value}");
+        }
+    }
+
     #[test]
     fn a_channel_yields_only_to_an_active_channel_of_higher_priority() {
         let s = Scheduler::new(None);
