@@ -67,6 +67,11 @@ pub struct PathCandidate {
     pub address: String,
     /// The candidate's port.
     pub port: u32,
+    /// For this side's relay candidate: how this device reaches the TURN server (`udp`,
+    /// `tcp` or `tls`); the relayed side is UDP either way. Absent for other candidates
+    /// (host, srflx, prflx, the peer's) and when the engine does not say.
+    #[napi(ts_type = "'udp' | 'tcp' | 'tls'")]
+    pub relay_protocol: Option<String>,
 }
 
 impl From<peerlink::PathCandidate> for PathCandidate {
@@ -76,6 +81,7 @@ impl From<peerlink::PathCandidate> for PathCandidate {
             protocol: c.protocol,
             address: c.address,
             port: u32::from(c.port),
+            relay_protocol: c.relay_protocol,
         }
     }
 }

@@ -6,7 +6,6 @@
 //! the channel is open, `link.connect(node)` runs the handshake over it, bound to both DTLS
 //! fingerprints, and resolves with a `Connection`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +35,8 @@ const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 #[napi(object)]
 #[derive(Clone, Default)]
 pub struct IceServer {
-    /// `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+    /// `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:host[:port]`
+    /// (TURN over TLS) URLs.
     pub urls: Vec<String>,
     /// TURN username.
     pub username: Option<String>,
@@ -54,7 +54,7 @@ impl std::fmt::Debug for IceServer {
     }
 }
 
-/// WebRTC settings (the Rust `WebRtcConfig`).
+/// WebRTC settings (the Rust `WebRtcOptions`, checked into a `WebRtcConfig`).
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct WebRtcOptions {
@@ -63,60 +63,55 @@ pub struct WebRtcOptions {
     /// `"all"` (default) or `"relay"` (TURN relay candidates only).
     #[napi(ts_type = "'all' | 'relay'")]
     pub ice_transport_policy: Option<String>,
-    /// Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Default `0.0.0.0:0`: one
-    /// socket per non-loopback interface.
+    /// Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Default (or empty)
+    /// `0.0.0.0:0`: one socket per non-loopback interface.
     pub bind_addrs: Option<Vec<String>>,
     /// Trickle ICE candidates (default true); false sends one description holding them all.
     pub trickle: Option<bool>,
+    /// Extra trusted CA certificates for `turns:` servers, on top of the Mozilla root store
+    /// (default none): PEM text, each entry one or more `-----BEGIN CERTIFICATE-----`
+    /// blocks. Certificates are always verified: a `turns:` server whose certificate chains
+    /// to none of the trusted roots gives no relay candidate. An entry that is not a CA
+    /// certificate fails with `invalid_argument` naming `turnTlsRoots[i]`.
+    pub turn_tls_roots: Option<Vec<String>>,
 }
 
-/// Builds the Rust configuration, rejecting bad values with `invalid_argument`.
+/// Builds the Rust configuration; the runtime checks every value and a bad one is
+/// `invalid_argument` with the runtime's message (which names the entry).
 pub(crate) fn webrtc_config(options: Option<WebRtcOptions>) -> Result<WebRtcConfig, Failure> {
-    let mut config = WebRtcConfig::default();
     let Some(options) = options else {
-        return Ok(config);
+        return Ok(WebRtcConfig::default());
     };
-    if let Some(servers) = options.ice_servers {
-        config.ice_servers = servers
+    let invalid =
+        |e: peerlink::webrtc::WebRtcError| Failure::new("invalid_argument", e.to_string());
+    peerlink::webrtc::WebRtcOptions {
+        ice_servers: options
+            .ice_servers
+            .unwrap_or_default()
             .into_iter()
             .map(|s| RustIceServer {
                 urls: s.urls,
                 username: s.username.unwrap_or_default(),
                 credential: s.credential.unwrap_or_default(),
             })
-            .collect();
-        for server in &config.ice_servers {
-            for url in &server.urls {
-                server
-                    .classify(url)
-                    .map_err(|e| Failure::new("invalid_argument", e.to_string()))?;
-            }
-        }
+            .collect(),
+        ice_transport_policy: options
+            .ice_transport_policy
+            .as_deref()
+            .map(str::parse::<IceTransportPolicy>)
+            .transpose()
+            .map_err(invalid)?,
+        bind_addrs: options.bind_addrs.unwrap_or_default(),
+        trickle: options.trickle,
+        turn_tls_roots: options
+            .turn_tls_roots
+            .unwrap_or_default()
+            .into_iter()
+            .map(String::into_bytes)
+            .collect(),
     }
-    config.ice_transport_policy = match options.ice_transport_policy.as_deref() {
-        None | Some("all") => IceTransportPolicy::All,
-        Some("relay") => IceTransportPolicy::Relay,
-        Some(other) => {
-            return Err(Failure::new(
-                "invalid_argument",
-                format!("iceTransportPolicy must be \"all\" or \"relay\", not {other:?}"),
-            ));
-        }
-    };
-    if let Some(addrs) = options.bind_addrs {
-        config.bind_addrs = addrs
-            .iter()
-            .map(|a| {
-                a.parse::<SocketAddr>().map_err(|_| {
-                    Failure::new("invalid_argument", format!("bad bind address {a:?}"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-    }
-    if let Some(trickle) = options.trickle {
-        config.trickle = trickle;
-    }
-    Ok(config)
+    .into_config()
+    .map_err(invalid)
 }
 
 /// Options of one data channel (the browser's `RTCDataChannelInit`; the Rust `ChannelOptions`).
@@ -711,6 +706,7 @@ pub(crate) fn webrtc_failure(e: peerlink::webrtc::WebRtcError) -> Failure {
         E::UnexpectedSignal { .. } | E::WrongConnection { .. } => "unexpected_signal",
         E::TooManyEarlyCandidates(_) => "too_many_candidates",
         E::BadIceServer { .. } | E::NoUsableRelay => "bad_ice_server",
+        E::BadTurnTlsRoot { .. } | E::InvalidOption { .. } => "invalid_argument",
         E::GatheringTimeout(_) => "timeout",
         E::MissingFingerprint(_) => "missing_fingerprint",
         E::ConnectionLost(_) | E::ChannelClosed => "closed",

@@ -30,6 +30,9 @@ test('two nodes over WebRTC with signals passed in JS: RPC both ways, states, cl
     assert.equal(path.remote?.address, '127.0.0.1')
     assert.equal(path.local.candidateType, 'host')
     assert.equal(path.local.protocol, 'udp')
+    // Not relayed: no TURN server leg to report.
+    assert.equal(path.local.relayProtocol ?? null, null, JSON.stringify(path))
+    assert.equal(path.remote.relayProtocol ?? null, null, JSON.stringify(path))
     assert.ok(path.bytesSent > 0 && path.packetsReceived > 0, JSON.stringify(path))
     assert.ok(pair.states.offerer.includes('connected'), `offerer states: ${pair.states.offerer}`)
     assert.ok(pair.states.answerer.includes('connected'), `answerer states: ${pair.states.answerer}`)

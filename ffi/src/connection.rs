@@ -40,6 +40,10 @@ pub struct PathCandidate {
     pub address: String,
     /// The candidate's port.
     pub port: u16,
+    /// For this side's relay candidate: how this device reaches the TURN server (`udp`,
+    /// `tcp` or `tls`); the relayed side is UDP either way. Null for other candidates (host,
+    /// srflx, prflx, the peer's) and when the engine does not say.
+    pub relay_protocol: Option<String>,
 }
 
 /// Which path carries a connection: its kind always; for WebRTC also the selected candidate
@@ -75,6 +79,7 @@ impl From<peerlink::PathCandidate> for PathCandidate {
             protocol: c.protocol,
             address: c.address,
             port: c.port,
+            relay_protocol: c.relay_protocol,
         }
     }
 }

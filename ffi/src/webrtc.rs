@@ -1,7 +1,6 @@
 //! WebRTC links whose signals the application carries: `WebRtcLink`, its extra data channels
 //! (`DataChannel`, with ordered/partial-reliability/priority options) and ICE restart.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,7 +118,8 @@ impl TryFrom<ChannelOptions> for peerlink::webrtc::ChannelOptions {
 /// One STUN or TURN server, as in the browser's `RTCIceServer`.
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct IceServer {
-    /// `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+    /// `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:host[:port]`
+    /// (TURN over TLS) URLs.
     pub urls: Vec<String>,
     /// TURN username.
     #[uniffi(default = None)]
@@ -165,20 +165,22 @@ pub struct WebRtcOptions {
     /// Trickle ICE candidates (default true); false sends one description holding them all.
     #[uniffi(default = true)]
     pub trickle: bool,
-    /// Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
-    /// store (default none). Certificates are always verified.
+    /// Extra trusted CA certificates for `turns:` servers, on top of the Mozilla root store
+    /// (default none): each entry one DER certificate, or PEM text (UTF-8 bytes) holding one
+    /// or more `CERTIFICATE` blocks. Certificates are always verified; an entry that is not a
+    /// CA certificate is `InvalidArgument` naming `turnTlsRoots[i]`.
     #[uniffi(default = [])]
     pub turn_tls_roots: Vec<Vec<u8>>,
 }
 
-/// Builds the Rust configuration, rejecting bad values with `InvalidArgument`.
+/// Builds the Rust configuration; the runtime checks every value and a bad one is
+/// `InvalidArgument` with the runtime's message (which names the entry).
 pub(crate) fn webrtc_config(options: Option<WebRtcOptions>) -> Result<WebRtcConfig, PeerlinkError> {
-    let mut config = WebRtcConfig::default();
     let Some(options) = options else {
-        return Ok(config);
+        return Ok(WebRtcConfig::default());
     };
-    if !options.ice_servers.is_empty() {
-        config.ice_servers = options
+    peerlink::webrtc::WebRtcOptions {
+        ice_servers: options
             .ice_servers
             .into_iter()
             .map(|s| peerlink::webrtc::IceServer {
@@ -186,30 +188,17 @@ pub(crate) fn webrtc_config(options: Option<WebRtcOptions>) -> Result<WebRtcConf
                 username: s.username.unwrap_or_default(),
                 credential: s.credential.unwrap_or_default(),
             })
-            .collect();
-        for server in &config.ice_servers {
-            for url in &server.urls {
-                server.classify(url).map_err(|e| invalid(e.to_string()))?;
-            }
-        }
+            .collect(),
+        ice_transport_policy: options.ice_transport_policy.map(|p| match p {
+            IceTransportPolicy::All => RtIceTransportPolicy::All,
+            IceTransportPolicy::Relay => RtIceTransportPolicy::Relay,
+        }),
+        bind_addrs: options.bind_addrs,
+        trickle: Some(options.trickle),
+        turn_tls_roots: options.turn_tls_roots,
     }
-    config.ice_transport_policy = match options.ice_transport_policy.unwrap_or_default() {
-        IceTransportPolicy::All => RtIceTransportPolicy::All,
-        IceTransportPolicy::Relay => RtIceTransportPolicy::Relay,
-    };
-    if !options.bind_addrs.is_empty() {
-        config.bind_addrs = options
-            .bind_addrs
-            .iter()
-            .map(|a| {
-                a.parse::<SocketAddr>()
-                    .map_err(|_| invalid(format!("bad bind address {a:?}")))
-            })
-            .collect::<Result<_, _>>()?;
-    }
-    config.trickle = options.trickle;
-    config.turn_tls_roots = options.turn_tls_roots;
-    Ok(config)
+    .into_config()
+    .map_err(|e| invalid(e.to_string()))
 }
 
 /// A WebRTC error with its stable code (the same codes as the Node addon).
@@ -221,6 +210,7 @@ pub(crate) fn webrtc_error(e: peerlink::webrtc::WebRtcError) -> PeerlinkError {
         E::UnexpectedSignal { .. } | E::WrongConnection { .. } => "unexpected_signal",
         E::TooManyEarlyCandidates(_) => "too_many_candidates",
         E::BadIceServer { .. } | E::NoUsableRelay => "bad_ice_server",
+        E::BadTurnTlsRoot { .. } | E::InvalidOption { .. } => "invalid_argument",
         E::GatheringTimeout(_) => "timeout",
         E::MissingFingerprint(_) => "missing_fingerprint",
         E::ConnectionLost(_) | E::ChannelClosed => {

@@ -5802,7 +5802,8 @@ public func FfiConverterTypeHybridOptions_lower(_ value: HybridOptions) -> RustB
  */
 public struct IceServer: Equatable, Hashable {
     /**
-     * `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+     * `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:host[:port]`
+     * (TURN over TLS) URLs.
      */
     public var urls: [String]
     /**
@@ -5818,7 +5819,8 @@ public struct IceServer: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+         * `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:host[:port]`
+         * (TURN over TLS) URLs.
          */urls: [String], 
         /**
          * TURN username.
@@ -6114,6 +6116,12 @@ public struct PathCandidate: Equatable, Hashable {
      * The candidate's port.
      */
     public var port: UInt16
+    /**
+     * For this side's relay candidate: how this device reaches the TURN server (`udp`,
+     * `tcp` or `tls`); the relayed side is UDP either way. Null for other candidates (host,
+     * srflx, prflx, the peer's) and when the engine does not say.
+     */
+    public var relayProtocol: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -6129,11 +6137,17 @@ public struct PathCandidate: Equatable, Hashable {
          */address: String, 
         /**
          * The candidate's port.
-         */port: UInt16) {
+         */port: UInt16, 
+        /**
+         * For this side's relay candidate: how this device reaches the TURN server (`udp`,
+         * `tcp` or `tls`); the relayed side is UDP either way. Null for other candidates (host,
+         * srflx, prflx, the peer's) and when the engine does not say.
+         */relayProtocol: String?) {
         self.candidateType = candidateType
         self.`protocol` = `protocol`
         self.address = address
         self.port = port
+        self.relayProtocol = relayProtocol
     }
 
     
@@ -6155,7 +6169,8 @@ public struct FfiConverterTypePathCandidate: FfiConverterRustBuffer {
                 candidateType: FfiConverterString.read(from: &buf), 
                 protocol: FfiConverterString.read(from: &buf), 
                 address: FfiConverterString.read(from: &buf), 
-                port: FfiConverterUInt16.read(from: &buf)
+                port: FfiConverterUInt16.read(from: &buf), 
+                relayProtocol: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -6164,6 +6179,7 @@ public struct FfiConverterTypePathCandidate: FfiConverterRustBuffer {
         FfiConverterString.write(value.`protocol`, into: &buf)
         FfiConverterString.write(value.address, into: &buf)
         FfiConverterUInt16.write(value.port, into: &buf)
+        FfiConverterOptionString.write(value.relayProtocol, into: &buf)
     }
 }
 
@@ -6605,8 +6621,10 @@ public struct WebRtcOptions: Equatable, Hashable {
      */
     public var trickle: Bool
     /**
-     * Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
-     * store (default none). Certificates are always verified.
+     * Extra trusted CA certificates for `turns:` servers, on top of the Mozilla root store
+     * (default none): each entry one DER certificate, or PEM text (UTF-8 bytes) holding one
+     * or more `CERTIFICATE` blocks. Certificates are always verified; an entry that is not a
+     * CA certificate is `InvalidArgument` naming `turnTlsRoots[i]`.
      */
     public var turnTlsRoots: [Data]
 
@@ -6627,8 +6645,10 @@ public struct WebRtcOptions: Equatable, Hashable {
          * Trickle ICE candidates (default true); false sends one description holding them all.
          */trickle: Bool = true, 
         /**
-         * Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
-         * store (default none). Certificates are always verified.
+         * Extra trusted CA certificates for `turns:` servers, on top of the Mozilla root store
+         * (default none): each entry one DER certificate, or PEM text (UTF-8 bytes) holding one
+         * or more `CERTIFICATE` blocks. Certificates are always verified; an entry that is not a
+         * CA certificate is `InvalidArgument` naming `turnTlsRoots[i]`.
          */turnTlsRoots: [Data] = []) {
         self.iceServers = iceServers
         self.iceTransportPolicy = iceTransportPolicy

@@ -9918,7 +9918,8 @@ public object FfiConverterTypeHybridOptions: FfiConverterRustBuffer<HybridOption
  */
 data class IceServer (
     /**
-     * `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs.
+     * `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:host[:port]`
+     * (TURN over TLS) URLs.
      */
     var `urls`: List<kotlin.String>
     , 
@@ -10165,6 +10166,13 @@ data class PathCandidate (
      * The candidate's port.
      */
     var `port`: kotlin.UShort
+    , 
+    /**
+     * For this side's relay candidate: how this device reaches the TURN server (`udp`,
+     * `tcp` or `tls`); the relayed side is UDP either way. Null for other candidates (host,
+     * srflx, prflx, the peer's) and when the engine does not say.
+     */
+    var `relayProtocol`: kotlin.String?
     
 ){
     
@@ -10185,6 +10193,7 @@ public object FfiConverterTypePathCandidate: FfiConverterRustBuffer<PathCandidat
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterUShort.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -10192,7 +10201,8 @@ public object FfiConverterTypePathCandidate: FfiConverterRustBuffer<PathCandidat
             FfiConverterString.allocationSize(value.`candidateType`) +
             FfiConverterString.allocationSize(value.`protocol`) +
             FfiConverterString.allocationSize(value.`address`) +
-            FfiConverterUShort.allocationSize(value.`port`)
+            FfiConverterUShort.allocationSize(value.`port`) +
+            FfiConverterOptionalString.allocationSize(value.`relayProtocol`)
     )
 
     override fun write(value: PathCandidate, buf: ByteBuffer) {
@@ -10200,6 +10210,7 @@ public object FfiConverterTypePathCandidate: FfiConverterRustBuffer<PathCandidat
             FfiConverterString.write(value.`protocol`, buf)
             FfiConverterString.write(value.`address`, buf)
             FfiConverterUShort.write(value.`port`, buf)
+            FfiConverterOptionalString.write(value.`relayProtocol`, buf)
     }
 }
 
@@ -10540,8 +10551,10 @@ data class WebRtcOptions (
     var `trickle`: kotlin.Boolean = true 
     , 
     /**
-     * Extra trusted CA certificates (DER) for `turns:` servers, on top of the Mozilla root
-     * store (default none). Certificates are always verified.
+     * Extra trusted CA certificates for `turns:` servers, on top of the Mozilla root store
+     * (default none): each entry one DER certificate, or PEM text (UTF-8 bytes) holding one
+     * or more `CERTIFICATE` blocks. Certificates are always verified; an entry that is not a
+     * CA certificate is `InvalidArgument` naming `turnTlsRoots[i]`.
      */
     var `turnTlsRoots`: List<kotlin.ByteArray> = listOf() 
     

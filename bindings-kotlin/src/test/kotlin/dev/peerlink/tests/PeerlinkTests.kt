@@ -128,6 +128,21 @@ private class SignalPipe(private val scope: CoroutineScope) : WebRtcLinkListener
 
 private val LOOPBACK = WebRtcOptions(bindAddrs = listOf("127.0.0.1:0"))
 
+/** A self-signed CA certificate (no key kept): a trust anchor for the turnTlsRoots checks. */
+private val TEST_CA_PEM = """
+-----BEGIN CERTIFICATE-----
+MIIBqzCCAVGgAwIBAgIUZI9nzIhEzMFe3UETmN3f2f6IsHowCgYIKoZIzj0EAwIw
+IjEgMB4GA1UEAwwXcGVlcmxpbmsgS290bGluIHRlc3QgQ0EwIBcNMjYxMjA2MTAw
+NTExWhgPMjEyNjExMTIxMDA1MTFaMCIxIDAeBgNVBAMMF3BlZXJsaW5rIEtvdGxp
+biB0ZXN0IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE9ZkPZy9CRN7BZVk7
+4WVE783kWFmn9VakyCXqbNdiQ2vwezi2lnJJFmDac2KLUY14w4Xkj1PyWAzyCvf+
+tUY7JqNjMGEwHQYDVR0OBBYEFH2PgC1h7YuQ7h1jzaz2n7472isdMB8GA1UdIwQY
+MBaAFH2PgC1h7YuQ7h1jzaz2n7472isdMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0P
+AQH/BAQDAgIEMAoGCCqGSM49BAMCA0gAMEUCICPXAH9Z5NEjUPRKMVnwVxrXjENt
+c8r+Yvm6dw4VUvI7AiEA2/UYAXey9eQHOpGsrZksIBYdulB6l9+DtVlXzCWUU64=
+-----END CERTIFICATE-----
+""".trimIndent()
+
 /** An offerer and an answerer whose signals Kotlin carries; both connections made over them. */
 private class LinkPair(
     val offerer: WebRtcLink,
@@ -520,6 +535,40 @@ fun main() {
         alice.shutdown(); bob.shutdown(); alice.destroy(); bob.destroy()
     }
 
+    test("WebRTC options are checked in Rust: turnTlsRoots as PEM or DER, bad entries named, no relayProtocol on a host pair") {
+        val pem = TEST_CA_PEM.toByteArray()
+        val der = java.util.Base64.getMimeDecoder()
+            .decode(TEST_CA_PEM.lines().filter { !it.startsWith("-----") }.joinToString(""))
+        val trusting = WebRtcLink.create(WebRtcRole.OFFERER, WebRtcOptions(bindAddrs = listOf("127.0.0.1:0"), turnTlsRoots = listOf(pem, der)))
+        trusting.closeLink()
+        trusting.destroy()
+        val bad = listOf(
+            "garbage" to "not a certificate".toByteArray(),
+            "empty" to ByteArray(0),
+            "truncated DER" to der.copyOf(40),
+            "private key" to "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".toByteArray(),
+        )
+        for ((what, entry) in bad) {
+            val e = expectThrows<PeerlinkException.InvalidArgument> {
+                WebRtcLink.create(WebRtcRole.OFFERER, WebRtcOptions(bindAddrs = listOf("127.0.0.1:0"), turnTlsRoots = listOf(pem, entry)))
+            }
+            check(e.code == "invalid_argument" && e.detail.contains("turnTlsRoots[1]")) { "$what: ${e.code} ${e.detail}" }
+        }
+        val addr = expectThrows<PeerlinkException.InvalidArgument> {
+            WebRtcLink.create(WebRtcRole.OFFERER, WebRtcOptions(bindAddrs = listOf("127.0.0.1:0", "nowhere")))
+        }
+        check(addr.code == "invalid_argument" && addr.detail.contains("bindAddrs[1]")) { "${addr.code} ${addr.detail}" }
+
+        val alice = node("alice")
+        val bob = node("bob")
+        val p = linkPair(alice, bob)
+        val path = p.a.path()
+        check(path.kind == "webrtc" && path.local?.candidateType == "host") { "path $path" }
+        check(path.local?.relayProtocol == null && path.remote?.relayProtocol == null) { "relayProtocol on a host pair: $path" }
+        p.close()
+        alice.shutdown(); bob.shutdown(); alice.destroy(); bob.destroy()
+    }
+
     test("signaling server: WebRTC by device id, the server relay, hybrid with path changes") {
         SignalingServer().use { server ->
             val alice = signalingPeer(server, "alice")
@@ -532,9 +581,9 @@ fun main() {
             check(relay.transportKind() == "relay" && relayPeer.transportKind() == "relay") { relay.transportKind() }
             check(relay.remote().deviceId == bob.deviceId) { "remote ${relay.remote()}" }
             check(String(relay.call("kind", ByteArray(0))) == "answered") { "relay call" }
-            // The server has no such device: the relay link closes before the handshake.
-            val offline = expectThrows<PeerlinkException.Transport> { alice.dialer.connectRelay(alice.node, "nobody") }
-            check(offline.code == "transport_closed") { offline.code }
+            // The server has no such device: the same code as a WebRTC dial.
+            val offline = expectThrows<PeerlinkException.Protocol> { alice.dialer.connectRelay(alice.node, "nobody") }
+            check(offline.code == "target_offline") { offline.code }
 
             // Hybrid: relay at once, then WebRTC; back to the relay when WebRTC dies. The
             // accepting side keeps an acceptHybrid pending: that is when the WebRTC links of
