@@ -139,12 +139,13 @@ test('turns: server: trusted through turnTlsRoots the link relays over TLS (rela
   skip: (!canMakeCerts && 'openssl is not installed') || (!have('turnserver') && 'coturn is not installed'),
 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'peerlink-turns-'))
-  const served = makePki(dir, 'served')
-  const other = makePki(dir, 'other')
-  const turn = await startTlsTurn(dir, served)
+  let turn = null
   const alice = makeNode()
   const bob = makeNode()
   try {
+    const served = makePki(dir, 'served')
+    const other = makePki(dir, 'other')
+    turn = await startTlsTurn(dir, served)
     const relay = (roots) => ({
       ...LOOPBACK,
       iceTransportPolicy: 'relay',
@@ -176,7 +177,7 @@ test('turns: server: trusted through turnTlsRoots the link relays over TLS (rela
   } finally {
     await alice.close()
     await bob.close()
-    await turn.stop()
+    await turn?.stop()
     rmSync(dir, { recursive: true, force: true })
   }
 })
