@@ -230,6 +230,9 @@ struct Negotiation {
     early_candidates: Vec<RTCIceCandidateInit>,
     /// Offerer: when the ICE-restart offer that awaits its answer was sent.
     restart_pending: Option<std::time::Instant>,
+    /// Offerer: a restart was asked for while `restart_pending`; one more restart follows
+    /// once its answer is applied (any number of such requests make one).
+    restart_queued: bool,
 }
 
 struct Inner {
@@ -1018,6 +1021,11 @@ impl WebRtcLink {
         negotiation.remote_sdp = Some(sdp_text);
         negotiation.restart_pending = None;
         self.flush_early_candidates(&mut negotiation).await;
+        if std::mem::take(&mut negotiation.restart_queued) {
+            // A restart asked for while this one was under way: the network it was meant for
+            // may be newer than the one this restart gathered on.
+            self.offer_restart(&mut negotiation).await?;
+        }
         Ok(())
     }
 
@@ -1028,10 +1036,13 @@ impl WebRtcLink {
     ///
     /// On the offerer this emits an offer with `iceRestart: true`; on the answerer it emits a
     /// `renegotiate` signal with `iceRestart: true` asking the offerer to do so (roles stay
-    /// fixed, so two restart offers can never cross). One restart at a time: while a restart
-    /// offer awaits its answer, further requests (from either side) are ignored, until
-    /// [`IceRestartPolicy::attempt_timeout`] has passed and the offer is presumed lost on the
-    /// signaling path; then a fresh offer replaces it.
+    /// fixed, so two restart offers can never cross). One restart at a time: requests (from
+    /// either side) that arrive while a restart offer awaits its answer are honoured by one
+    /// more restart, started as soon as that answer is applied — however many of them came
+    /// meanwhile — because the pending restart gathered its candidates before they were made
+    /// and may miss the network they are about. Once [`IceRestartPolicy::attempt_timeout`] has
+    /// passed without an answer, the offer is presumed lost on the signaling path and a
+    /// request replaces it with a fresh offer at once.
     pub async fn restart_ice(&self) -> Result<(), WebRtcError> {
         self.restart(false).await
     }
@@ -1065,9 +1076,16 @@ impl WebRtcLink {
         }
         if let Some(since) = negotiation.restart_pending {
             if !force && since.elapsed() < self.inner.config.ice_restart.attempt_timeout {
+                negotiation.restart_queued = true;
                 return Ok(());
             }
         }
+        self.offer_restart(&mut negotiation).await
+    }
+
+    /// Offerer: emits an ICE-restart offer (which also covers any queued request).
+    async fn offer_restart(&self, negotiation: &mut Negotiation) -> Result<(), WebRtcError> {
+        negotiation.restart_queued = false;
         let offer = self
             .inner
             .pc
@@ -1077,12 +1095,20 @@ impl WebRtcLink {
         negotiation.restart_pending = Some(std::time::Instant::now());
         self.inner.ice_restarts.fetch_add(1, Ordering::Relaxed);
         let connection_id = self.inner.config.connection_id.clone();
-        self.apply_local(offer, &mut negotiation, |sdp| Signal::Offer {
+        self.apply_local(offer, negotiation, |sdp| Signal::Offer {
             sdp,
             connection_id,
             ice_restart: true,
         })
         .await
+    }
+
+    /// Offerer: whether an ICE restart is under way, that is, its offer awaits the answer (or
+    /// a request waits for that answer to be followed by one more restart). Always `false` on
+    /// the answerer, whose requests are the offerer's to run.
+    pub async fn ice_restart_pending(&self) -> bool {
+        let negotiation = self.inner.negotiation.lock().await;
+        negotiation.restart_pending.is_some() || negotiation.restart_queued
     }
 
     /// ICE restarts this side started (offerer) or asked for (answerer), on request or
