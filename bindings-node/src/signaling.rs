@@ -598,6 +598,7 @@ impl From<HybridEvent> for HybridEventInfo {
             HybridEvent::WebRtcFailed => ("webrtcFailed", None),
             HybridEvent::WebRtcClosed => ("webrtcClosed", None),
             HybridEvent::RelayClosed => ("relayClosed", None),
+            HybridEvent::RelayBack => ("relayBack", None),
             _ => ("unknown", None),
         };
         Self {

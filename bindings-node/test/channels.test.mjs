@@ -145,8 +145,8 @@ test('connect through the signaling server relay', async () => {
     assert.equal(b.remote.deviceId, alice.deviceId)
     assert.equal(await a.call('who'), 'relay')
     assert.equal((await a.path()).kind, 'relay')
-    // The server has no such device: the relay link closes before the handshake.
-    await rejectsWithCode(alice.dialer.connectRelay(alice.node, 'nobody-here'), 'transport_closed')
+    // The server has no such device: the same code as a WebRTC dial.
+    await rejectsWithCode(alice.dialer.connectRelay(alice.node, 'nobody-here'), 'target_offline')
   } finally {
     for (const p of peers) {
       await p.dialer.close()

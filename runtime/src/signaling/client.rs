@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -55,9 +55,25 @@ struct Shared {
     next_id: AtomicU64,
     links: Arc<RelayLinks>,
     connected: AtomicBool,
+    /// Follows `connected`, for waiting on a reconnect.
+    online: watch::Sender<bool>,
+    /// Device ids the server reported offline (`target_offline` outside any request, for a
+    /// relay frame), for relay dials to report why their link closed.
+    offline: broadcast::Sender<String>,
     closed: AtomicBool,
     close: Notify,
 }
+
+impl Shared {
+    fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Release);
+        self.online.send_replace(connected);
+    }
+}
+
+/// Offline notices buffered per subscriber (a subscriber only needs the ones that arrive
+/// during one relay handshake).
+const OFFLINE_QUEUE: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -137,6 +153,8 @@ impl SignalingClient {
             next_id: AtomicU64::new(1),
             links,
             connected: AtomicBool::new(false),
+            online: watch::channel(false).0,
+            offline: broadcast::channel(OFFLINE_QUEUE).0,
             closed: AtomicBool::new(false),
             close: Notify::new(),
         });
@@ -156,7 +174,7 @@ impl SignalingClient {
             return Err(last_error);
         };
         shared.links.set_max_payload(limits.max_relay_payload);
-        shared.connected.store(true, Ordering::Release);
+        shared.set_connected(true);
         let driver = Driver {
             shared: Arc::clone(&shared),
             out_rx,
@@ -262,10 +280,25 @@ impl SignalingClient {
             .map_err(|_| SignalingError::Closed)
     }
 
+    /// Device ids the server reports offline from now on (for relay frames to them).
+    pub(crate) fn offline_notices(&self) -> broadcast::Receiver<String> {
+        self.shared.offline.subscribe()
+    }
+
+    /// Waits (at most `timeout`) until the client is authenticated to a server; returns
+    /// whether it is. `false` at once once the client is closed.
+    pub(crate) async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut online = self.shared.online.subscribe();
+        let closed = &self.shared.closed;
+        let wait = online.wait_for(|c| *c || closed.load(Ordering::Acquire));
+        tokio::time::timeout(timeout, wait).await.is_ok() && !closed.load(Ordering::Acquire)
+    }
+
     /// Disconnects for good. Relay links end; pending requests fail with `Closed`.
     pub async fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.close.notify_one();
+        self.shared.online.send_modify(|_| {});
     }
 }
 
@@ -432,7 +465,7 @@ impl Driver {
                 _ = self.shared.close.notified() => break,
             }
         }
-        self.shared.connected.store(false, Ordering::Release);
+        self.shared.set_connected(false);
         self.fail_pending(SignalingError::Closed);
         self.shared.links.drop_all();
     }
@@ -457,7 +490,7 @@ impl Driver {
 
     async fn session(&mut self, mut ws: Ws, limits: Limits, url: &str) -> SessionEnd {
         self.shared.links.set_max_payload(limits.max_relay_payload);
-        self.shared.connected.store(true, Ordering::Release);
+        self.shared.set_connected(true);
         tracing::debug!(url, "signaling connected");
         self.emit(SignalingEvent::Connected {
             url: url.to_owned(),
@@ -476,7 +509,7 @@ impl Driver {
             Some(end) => end,
             None => self.drive(&mut ws, &limits).await,
         };
-        self.shared.connected.store(false, Ordering::Release);
+        self.shared.set_connected(false);
         self.fail_pending(SignalingError::Disconnected);
         self.shared.links.drop_all();
         // Whatever is still queued belonged to this connection and is stale now.
@@ -627,6 +660,9 @@ impl Driver {
                 if let Some(peer) = &to
                     && v["code"] == "target_offline"
                 {
+                    // Announced before the links end, so a relay dial whose handshake fails
+                    // because its link closed finds the reason already there.
+                    let _ = self.shared.offline.send(peer.clone());
                     self.shared.links.drop_peer(peer);
                 }
                 if !self.resolve(&v, Err(server_error(&v))) {

@@ -14,6 +14,13 @@
 //! calls go over the relay (when it is open), and they return to WebRTC when the link is
 //! connected again. [`HybridConnection::events`] reports each of these steps.
 //!
+//! The relay connection ends with the signaling connection it runs on (a network change, a
+//! server restart). The dialling side then opens a new relay link once the signaling client
+//! has reconnected, runs the handshake over it and accepts it only if the peer proves the same
+//! device id and public key as before; the accepting side attaches it to the hybrid connection
+//! of that peer. New calls use it from then on ([`HybridEvent::RelayBack`]). Calls in flight
+//! on the old relay failed with it; none is repeated.
+//!
 //! The relay connection is kept, idle, while WebRTC carries the traffic rather than drained
 //! and closed: it costs one link id on the server and no traffic beyond keep-alives, and
 //! falling back to it needs no new handshake. Both paths carry the same verified identity; the
@@ -30,13 +37,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{broadcast, watch};
 
-use super::webrtc::{DialError, Incoming, IncomingLinks, WebRtcDialer, check_identity};
+use super::SignalingClient;
+use super::webrtc::{
+    DialError, Incoming, IncomingLinks, WebRtcDialer, check_identity, connect_relay,
+};
 use crate::webrtc::LinkState;
-use crate::{Connection, DeviceInfo, Node, Role, RpcError, TransportKind};
+use crate::{CloseReason, Connection, DeviceInfo, Node, RpcError, TransportKind};
 
 /// Events buffered per [`HybridEvents`] receiver; a receiver that falls further behind loses
 /// the oldest.
 const EVENT_BUFFER: usize = 64;
+
+/// Tries to re-establish the relay after it was lost, before giving up on it.
+const RELAY_REOPEN_ATTEMPTS: u32 = 5;
+/// How long one of those tries waits for the signaling client to reconnect.
+const RELAY_REOPEN_WAIT: Duration = Duration::from_secs(60);
 
 /// What happens to the paths of a [`HybridConnection`] ([`HybridConnection::events`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +74,10 @@ pub enum HybridEvent {
     WebRtcClosed,
     /// The relay connection closed (it ends with the signaling connection).
     RelayClosed,
+    /// A new relay connection replaced the one that closed: the signaling client reconnected
+    /// and the peer proved the same identity over a new relay link. New calls use it while
+    /// WebRTC is down.
+    RelayBack,
 }
 
 /// The event stream of one [`HybridConnection`].
@@ -106,7 +125,10 @@ impl Default for HybridConfig {
 }
 
 struct Inner {
-    relay: Option<Connection>,
+    /// The current relay connection (replaced when it is re-established).
+    relay: Mutex<Option<Connection>>,
+    /// Set once the relay is lost for good (closed on purpose, or not re-established).
+    relay_gone: watch::Sender<bool>,
     /// The connection the hybrid was made with (the relay one, or a WebRTC one when the peer
     /// dialled WebRTC alone); used when nothing better is open, so callers see its error.
     first: Connection,
@@ -123,7 +145,8 @@ impl Inner {
     fn new(relay: Option<Connection>, first: Connection) -> Self {
         let path = first.transport_kind();
         Self {
-            relay,
+            relay: Mutex::new(relay),
+            relay_gone: watch::channel(false).0,
             first,
             webrtc: watch::channel(None).0,
             webrtc_connected: AtomicBool::new(false),
@@ -135,6 +158,40 @@ impl Inner {
 
     fn emit(&self, event: HybridEvent) {
         let _ = self.events.send(event);
+    }
+
+    fn relay(&self) -> Option<Connection> {
+        self.relay.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn relay_is_open(&self) -> bool {
+        self.relay().is_some_and(|r| r.is_open())
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Reports when `relay` closes, if it is still the current relay then.
+    fn watch_relay(self: &Arc<Self>, relay: Connection) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            relay.closed().await;
+            if let Some(inner) = weak.upgrade()
+                && inner.relay().is_some_and(|r| r.id() == relay.id())
+            {
+                inner.emit(HybridEvent::RelayClosed);
+                inner.path_may_have_changed();
+            }
+        });
+    }
+
+    /// Makes `relay` (the peer's identity already checked) the current relay connection.
+    fn replace_relay(self: &Arc<Self>, relay: Connection) {
+        *self.relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(relay.clone());
+        self.watch_relay(relay);
+        self.emit(HybridEvent::RelayBack);
+        self.path_may_have_changed();
     }
 
     /// Wakes path watchers and reports the path if it changed.
@@ -174,14 +231,7 @@ impl HybridConnection {
         let hybrid = Self {
             inner: Arc::new(Inner::new(Some(relay.clone()), relay.clone())),
         };
-        let weak = Arc::downgrade(&hybrid.inner);
-        tokio::spawn(async move {
-            relay.closed().await;
-            if let Some(inner) = weak.upgrade() {
-                inner.emit(HybridEvent::RelayClosed);
-                inner.path_may_have_changed();
-            }
-        });
+        hybrid.inner.watch_relay(relay);
         hybrid
     }
 
@@ -201,25 +251,21 @@ impl HybridConnection {
         to: &str,
         config: HybridConfig,
     ) -> Result<HybridConnection, DialError> {
-        let link = dialer.client().open_relay(to).await?;
-        let binding = link.binding();
-        let relay = node
-            .connect(Box::new(link), Role::Initiator, binding)
-            .await?;
-        if relay.remote().device_id != to {
-            relay.close("identity mismatch").await;
-            return Err(DialError::IdentityMismatch(format!(
-                "server says {to}, handshake says {}",
-                relay.remote().device_id
-            )));
-        }
+        let relay = connect_relay(dialer.client(), node, to, None).await?;
         let hybrid = HybridConnection::from_relay(relay.clone());
+        tokio::spawn(keep_relay(
+            Arc::downgrade(&hybrid.inner),
+            dialer.client().clone(),
+            node.clone(),
+            to.to_owned(),
+            relay,
+            config,
+        ));
         tokio::spawn(upgrade(
             Arc::downgrade(&hybrid.inner),
             dialer.clone(),
             node.clone(),
             to.to_owned(),
-            relay,
             config,
         ));
         Ok(hybrid)
@@ -228,7 +274,7 @@ impl HybridConnection {
     /// Uses `connection` for new calls while it is open and its link (whose state `state`
     /// follows) is connected, if it proves the same key as the relay.
     fn attach_webrtc(&self, connection: Connection, mut state: watch::Receiver<LinkState>) {
-        if let Some(relay) = &self.inner.relay
+        if let Some(relay) = self.inner.relay()
             && relay.remote().public_key != connection.remote().public_key
         {
             tracing::warn!("WebRTC connection proved a different key; not used");
@@ -305,10 +351,10 @@ impl HybridConnection {
             .borrow()
             .clone()
             .filter(Connection::is_open);
-        let relay = self.inner.relay.as_ref().filter(|r| r.is_open());
+        let relay = self.inner.relay().filter(Connection::is_open);
         match (webrtc, relay) {
             (Some(w), _) if self.inner.webrtc_connected.load(Ordering::Acquire) => w,
-            (_, Some(r)) => r.clone(),
+            (_, Some(r)) => r,
             (Some(w), None) => w,
             (None, None) => self.inner.first.clone(),
         }
@@ -344,9 +390,10 @@ impl HybridConnection {
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
-    /// The relay connection, if this side has one.
+    /// The relay connection, if this side has one (the current one, after it was
+    /// re-established).
     pub fn relay(&self) -> Option<Connection> {
-        self.inner.relay.clone()
+        self.inner.relay()
     }
 
     /// The WebRTC connection while it is up.
@@ -375,7 +422,7 @@ impl HybridConnection {
 
     /// Whether any path is open.
     pub fn is_open(&self) -> bool {
-        self.webrtc().is_some() || self.inner.relay.as_ref().is_some_and(Connection::is_open)
+        self.webrtc().is_some() || self.inner.relay_is_open()
     }
 
     /// Closes both paths and stops trying WebRTC.
@@ -384,6 +431,9 @@ impl HybridConnection {
         let webrtc = self.inner.webrtc.borrow().clone();
         if let Some(w) = webrtc {
             w.close(reason).await;
+        }
+        if let Some(relay) = self.inner.relay() {
+            relay.close(reason).await;
         }
         self.inner.first.close(reason).await;
     }
@@ -410,16 +460,103 @@ async fn connect_webrtc(
     Ok((connection, state))
 }
 
-/// Opens WebRTC, uses it until it dies, and tries again, while the relay connection lives.
+/// Resolves once the relay is lost for good (or the hybrid connection is dropped).
+async fn relay_lost(gone: &mut watch::Receiver<bool>) {
+    let _ = gone.wait_for(|g| *g).await;
+}
+
+/// Re-establishes the relay each time it ends with its signaling connection: waits for the
+/// signaling client to reconnect, opens a new relay link, runs the handshake and keeps the
+/// connection only if the peer proves the same device id and key. Gives up (and marks the
+/// relay gone) when the relay was closed on purpose, by either side, or after
+/// [`RELAY_REOPEN_ATTEMPTS`] failed tries in a row.
+async fn keep_relay(
+    inner: Weak<Inner>,
+    client: SignalingClient,
+    node: Node,
+    to: String,
+    mut relay: Connection,
+    config: HybridConfig,
+) {
+    let Some(mut closed) = inner.upgrade().map(|i| i.closed.subscribe()) else {
+        return;
+    };
+    let key = relay.remote().public_key.to_base64();
+    // One turn per relay connection; each turn's tries are bounded by RELAY_REOPEN_ATTEMPTS.
+    loop {
+        let reason = tokio::select! {
+            r = relay.closed() => r,
+            _ = stopped(&mut closed) => return,
+        };
+        let lost_path = matches!(
+            reason,
+            CloseReason::TransportClosed | CloseReason::Transport(_)
+        );
+        let mut reopened = None;
+        if lost_path {
+            for attempt in 1..=RELAY_REOPEN_ATTEMPTS {
+                let result = tokio::select! {
+                    r = async {
+                        if !client.wait_connected(RELAY_REOPEN_WAIT).await {
+                            return Err(DialError::Signaling(super::SignalingError::Disconnected));
+                        }
+                        connect_relay(&client, &node, &to, Some(&key)).await
+                    } => r,
+                    _ = stopped(&mut closed) => return,
+                };
+                match result {
+                    Ok(connection) => {
+                        reopened = Some(connection);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = to, attempt, error = %e, "relay not re-established");
+                    }
+                }
+                if attempt < RELAY_REOPEN_ATTEMPTS {
+                    tokio::select! {
+                        _ = tokio::time::sleep(config.retry_delay) => {}
+                        _ = stopped(&mut closed) => return,
+                    }
+                }
+            }
+        }
+        let Some(strong) = inner.upgrade() else {
+            if let Some(connection) = reopened {
+                connection.close("hybrid connection dropped").await;
+            }
+            return;
+        };
+        match reopened {
+            Some(connection) if !strong.is_closed() => {
+                tracing::debug!(peer = to, "relay re-established");
+                strong.replace_relay(connection.clone());
+                relay = connection;
+            }
+            Some(connection) => {
+                connection.close("hybrid connection closed").await;
+                return;
+            }
+            None => {
+                strong.relay_gone.send_replace(true);
+                return;
+            }
+        }
+    }
+}
+
+/// Opens WebRTC, uses it until it dies, and tries again, until the relay is lost for good.
 async fn upgrade(
     inner: Weak<Inner>,
     dialer: WebRtcDialer,
     node: Node,
     to: String,
-    relay: Connection,
     config: HybridConfig,
 ) {
-    let Some(mut closed) = inner.upgrade().map(|i| i.closed.subscribe()) else {
+    let Some((mut closed, mut gone)) = inner
+        .upgrade()
+        .map(|i| (i.closed.subscribe(), i.relay_gone.subscribe()))
+    else {
         return;
     };
     // Bounded by max_webrtc_attempts failures; a working link resets nothing, so a peer
@@ -427,7 +564,7 @@ async fn upgrade(
     for attempt in 1..=config.max_webrtc_attempts {
         let result = tokio::select! {
             r = connect_webrtc(&dialer, &node, &to) => r,
-            _ = relay.closed() => return,
+            _ = relay_lost(&mut gone) => return,
             _ = stopped(&mut closed) => return,
         };
         match result {
@@ -442,12 +579,12 @@ async fn upgrade(
                     _ = connection.closed() => {
                         tracing::debug!(peer = to, "WebRTC lost; back on the relay");
                     }
-                    _ = relay.closed() => {
-                        // The relay ends with the signaling connection (a server restart, a
-                        // network change); the WebRTC link does not depend on it and keeps
-                        // carrying calls until it closes itself. No relay to fall back on
-                        // and no attempts after that: the hybrid connection then has no
-                        // path, and the caller dials again.
+                    _ = relay_lost(&mut gone) => {
+                        // The relay could not be re-established after its signaling
+                        // connection ended (or was closed); the WebRTC link does not depend
+                        // on it and keeps carrying calls until it closes itself. No relay to
+                        // fall back on and no attempts after that: the hybrid connection then
+                        // has no path, and the caller dials again.
                         tracing::debug!(peer = to, "relay lost; staying on WebRTC");
                         tokio::select! {
                             _ = connection.closed() => {}
@@ -462,7 +599,7 @@ async fn upgrade(
         }
         tokio::select! {
             _ = tokio::time::sleep(config.retry_delay) => {}
-            _ = relay.closed() => return,
+            _ = relay_lost(&mut gone) => return,
             _ = stopped(&mut closed) => return,
         }
     }
@@ -508,6 +645,24 @@ impl HybridAcceptor {
             let key = (remote.device_id.clone(), remote.public_key.to_base64());
             self.by_peer.retain(|_, w| w.strong_count() > 0);
             if is_relay {
+                // A relay link from a peer that has a hybrid connection here re-establishes
+                // its relay (the peer's signaling connection was replaced; this side may not
+                // have noticed the old relay die yet, so an old one still open is closed).
+                // `key` holds the device id and key that hybrid connection verified.
+                let existing = self
+                    .by_peer
+                    .get(&key)
+                    .and_then(Weak::upgrade)
+                    .filter(|i| i.relay().is_some() && !i.is_closed());
+                if let Some(inner) = existing {
+                    tracing::debug!(peer = key.0, "relay re-established by the peer");
+                    let old = inner.relay();
+                    inner.replace_relay(connection);
+                    if let Some(old) = old.filter(Connection::is_open) {
+                        old.close("relay replaced").await;
+                    }
+                    continue;
+                }
                 let hybrid = HybridConnection::from_relay(connection);
                 self.by_peer.insert(key, Arc::downgrade(&hybrid.inner));
                 return Some(hybrid);
@@ -516,7 +671,7 @@ impl HybridAcceptor {
                 .by_peer
                 .get(&key)
                 .and_then(Weak::upgrade)
-                .filter(|i| i.relay.as_ref().is_some_and(Connection::is_open));
+                .filter(|i| i.relay_is_open());
             let Some(state) = state else { continue };
             match existing {
                 Some(inner) => HybridConnection { inner }.attach_webrtc(connection, state),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::RngCore as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::client::SignalingEvents;
 use super::{Member, SignalingClient, SignalingError, SignalingEvent};
@@ -141,6 +141,71 @@ impl Incoming {
             }
         }
     }
+}
+
+/// Opens a relay link to `to`, runs the handshake over it as initiator and checks the peer's
+/// identity (its device id, and its key when `public_key` is given, base64). When the server
+/// reports `to` offline the link closes under the handshake; the dial then fails with that
+/// report (`target_offline`) rather than with the closed link.
+pub(super) async fn connect_relay(
+    client: &SignalingClient,
+    node: &Node,
+    to: &str,
+    public_key: Option<&str>,
+) -> Result<Connection, DialError> {
+    // Subscribed before the open frame leaves, so the server's answer to it cannot be missed.
+    let mut offline = client.offline_notices();
+    let link = client.open_relay(to).await?;
+    let binding = link.binding();
+    let result = {
+        let handshake = node.connect(Box::new(link), crate::Role::Initiator, binding);
+        let reported_offline = async {
+            // Ends at the first notice for `to`, or never (the handshake decides then).
+            loop {
+                match offline.recv().await {
+                    Ok(device) if device == to => return,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            () = reported_offline => None,
+            r = handshake => Some(r),
+        }
+    };
+    let connection = match result {
+        Some(Ok(connection)) => connection,
+        None => return Err(target_offline(to)),
+        // The notice is queued before the link closes: a handshake that failed on the closed
+        // link finds it here.
+        Some(Err(_)) if offline_seen(&mut offline, to) => return Err(target_offline(to)),
+        Some(Err(e)) => return Err(e.into()),
+    };
+    check_identity(&connection, to, public_key).await?;
+    Ok(connection)
+}
+
+/// Whether a notice that `to` is offline is waiting in `offline`.
+fn offline_seen(offline: &mut broadcast::Receiver<String>, to: &str) -> bool {
+    // Bounded by the receiver's buffer.
+    loop {
+        match offline.try_recv() {
+            Ok(device) if device == to => return true,
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The error of a dial to a device the server reports offline, as the server words it for
+/// signals.
+fn target_offline(to: &str) -> DialError {
+    DialError::Signaling(SignalingError::Server {
+        code: "target_offline".into(),
+        message: format!("{to} is not connected"),
+    })
 }
 
 pub(super) async fn check_identity(
@@ -309,14 +374,11 @@ impl WebRtcDialer {
     /// the server forwards the (end-to-end encrypted) link, the handshake runs as initiator and
     /// the peer must prove the device id the server authenticated. The peer's dialer takes the
     /// link only with [`DialerConfig::accept_relay`].
+    ///
+    /// Fails with [`DialError::Signaling`] carrying the server's `target_offline`, as
+    /// [`WebRtcDialer::connect`] does, when the server reports that `to` is not connected.
     pub async fn connect_relay(&self, node: &Node, to: &str) -> Result<Connection, DialError> {
-        let link = self.client().open_relay(to).await?;
-        let binding = link.binding();
-        let connection = node
-            .connect(Box::new(link), crate::Role::Initiator, binding)
-            .await?;
-        check_identity(&connection, to, None).await?;
-        Ok(connection)
+        connect_relay(self.client(), node, to, None).await
     }
 
     fn register(
