@@ -685,7 +685,10 @@ export interface HybridOptions {
 
 /** One STUN or TURN server, as in the browser's `RTCIceServer`. */
 export interface IceServer {
-  /** `stun:host[:port]` or `turn:host[:port][?transport=udp]` URLs. */
+  /**
+   * `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:host[:port]`
+   * (TURN over TLS) URLs.
+   */
   urls: Array<string>
   /** TURN username. */
   username?: string
@@ -781,6 +784,12 @@ export interface PathCandidate {
   address: string
   /** The candidate's port. */
   port: number
+  /**
+   * For this side's relay candidate: how this device reaches the TURN server (`udp`,
+   * `tcp` or `tls`); the relayed side is UDP either way. Absent for other candidates
+   * (host, srflx, prflx, the peer's) and when the engine does not say.
+   */
+  relayProtocol?: 'udp' | 'tcp' | 'tls'
 }
 
 /** Which path a connection uses and what it carried (`connection.path()`). */
@@ -873,17 +882,25 @@ export interface UpgradeOptions {
 /** The peerlink version of this addon. */
 export declare function version(): string
 
-/** WebRTC settings (the Rust `WebRtcConfig`). */
+/** WebRTC settings (the Rust `WebRtcOptions`, checked into a `WebRtcConfig`). */
 export interface WebRtcOptions {
   /** STUN/TURN servers. */
   iceServers?: Array<IceServer>
   /** `"all"` (default) or `"relay"` (TURN relay candidates only). */
   iceTransportPolicy?: 'all' | 'relay'
   /**
-   * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Default `0.0.0.0:0`: one
-   * socket per non-loopback interface.
+   * Local UDP addresses to bind, for example `["127.0.0.1:0"]`. Default (or empty)
+   * `0.0.0.0:0`: one socket per non-loopback interface.
    */
   bindAddrs?: Array<string>
   /** Trickle ICE candidates (default true); false sends one description holding them all. */
   trickle?: boolean
+  /**
+   * Extra trusted CA certificates for `turns:` servers, on top of the Mozilla root store
+   * (default none): PEM text, each entry one or more `-----BEGIN CERTIFICATE-----`
+   * blocks. Certificates are always verified: a `turns:` server whose certificate chains
+   * to none of the trusted roots gives no relay candidate. An entry that is not a CA
+   * certificate fails with `invalid_argument` naming `turnTlsRoots[i]`.
+   */
+  turnTlsRoots?: Array<string>
 }
