@@ -483,17 +483,23 @@ impl DataChannel for DataChannelImpl {
         // so a caller blocked on a stalled peer is released by close()/Drop rather than
         // buffering unboundedly. Mirrors tokio::mpsc::Sender::send.
         self.writable().await?;
-        {
+        let wake = {
             let mut peer_connection = self.inner.core.lock().await;
             let mut dc = peer_connection
                 .data_channel(self.id)
                 .ok_or(Error::ErrDataChannelClosed)?;
+            let len = data.len();
             dc.send(self.inner.runtime.now(), data)?;
-        }
+            // peerlink: put the message's packets on the wire now (see `send_writes_inline`).
+            self.inner.send_writes_inline(&mut peer_connection, len)
+        };
 
         // Wake the driver so it flushes SCTP output (poll_write) and checks
-        // for newly generated events (e.g. OnBufferedAmountHigh).
-        self.inner.wake_writes().await;
+        // for newly generated events (e.g. OnBufferedAmountHigh). peerlink: unless the
+        // packets are already out and the driver's timer is early enough.
+        if wake {
+            self.inner.wake_writes().await;
+        }
         Ok(())
     }
 
@@ -501,15 +507,20 @@ impl DataChannel for DataChannelImpl {
     async fn send_text(&self, text: &str) -> Result<()> {
         // Await capacity, then enqueue — see `send` for the rationale.
         self.writable().await?;
-        {
+        let wake = {
             let mut peer_connection = self.inner.core.lock().await;
             let mut dc = peer_connection
                 .data_channel(self.id)
                 .ok_or(Error::ErrDataChannelClosed)?;
             dc.send_text(self.inner.runtime.now(), text)?;
-        }
+            // peerlink: put the message's packets on the wire now (see `send_writes_inline`).
+            self.inner
+                .send_writes_inline(&mut peer_connection, text.len())
+        };
 
-        self.inner.wake_writes().await;
+        if wake {
+            self.inner.wake_writes().await;
+        }
         Ok(())
     }
 
@@ -557,7 +568,7 @@ impl DataChannel for DataChannelImpl {
             return Err(Error::ErrDataChannelClosed);
         }
         let limit = self.inner.data_channel_send_buffer_limit;
-        {
+        let wake = {
             let mut peer_connection = self.inner.core.lock().await;
             let mut dc = peer_connection
                 .data_channel(self.id)
@@ -570,10 +581,15 @@ impl DataChannel for DataChannelImpl {
             if outstanding != 0 && outstanding.saturating_add(data.len()) > limit {
                 return Err(Error::ErrSendBufferFull);
             }
+            let len = data.len();
             dc.send(self.inner.runtime.now(), data)?;
-        }
+            // peerlink: put the message's packets on the wire now (see `send_writes_inline`).
+            self.inner.send_writes_inline(&mut peer_connection, len)
+        };
 
-        self.inner.wake_writes().await;
+        if wake {
+            self.inner.wake_writes().await;
+        }
         Ok(())
     }
 
@@ -583,7 +599,7 @@ impl DataChannel for DataChannelImpl {
             return Err(Error::ErrDataChannelClosed);
         }
         let limit = self.inner.data_channel_send_buffer_limit;
-        {
+        let wake = {
             let mut peer_connection = self.inner.core.lock().await;
             let mut dc = peer_connection
                 .data_channel(self.id)
@@ -593,9 +609,14 @@ impl DataChannel for DataChannelImpl {
                 return Err(Error::ErrSendBufferFull);
             }
             dc.send_text(self.inner.runtime.now(), text)?;
-        }
+            // peerlink: put the message's packets on the wire now (see `send_writes_inline`).
+            self.inner
+                .send_writes_inline(&mut peer_connection, text.len())
+        };
 
-        self.inner.wake_writes().await;
+        if wake {
+            self.inner.wake_writes().await;
+        }
         Ok(())
     }
 

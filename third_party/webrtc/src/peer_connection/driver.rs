@@ -655,6 +655,7 @@ where
         // Drop before binding — see above. Also drops every accepted TCP stream, which is
         // correct: they belong to the generation being replaced.
         self.udp_sockets.clear();
+        self.publish_udp_sockets();
         self.mdns_socket = None;
         self.tcp_transport = RTCTcpTransport::new(HashMap::new());
 
@@ -699,6 +700,7 @@ where
             let local_addr = listener.local_addr()?;
             tcp_listeners.insert(local_addr, runtime.wrap_tcp_listener(listener)?);
         }
+        self.publish_udp_sockets();
         if self.udp_sockets.is_empty() && tcp_listeners.is_empty() {
             return Err(Error::Other(
                 "no udp_sockets or tcp_listeners available".to_owned(),
@@ -741,6 +743,22 @@ where
     pub(crate) fn signal_stopped(&self) {
         self.inner.closing.store(true, Ordering::Release);
         self.inner.data_channel_backpressure.notify_waiters();
+        // peerlink: the sockets close with the driver, not with the last data channel handle.
+        self.inner
+            .inline_udp_sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// peerlink: shares the current UDP sockets with sends made on the application's path
+    /// ([`PeerConnectionRef::send_writes_inline`]).
+    fn publish_udp_sockets(&self) {
+        *self
+            .inner
+            .inline_udp_sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = self.udp_sockets.clone();
     }
 
     /// Run the driver event loop
@@ -849,6 +867,17 @@ where
             .unwrap_or(UDP_RECV_BUF_LEN);
         let mut burst_buf = vec![0u8; burst_buf_len];
 
+        // peerlink: the loop's timer and the deadline it was armed for, kept across passes.
+        // Upstream made a new timer every pass, and on tokio registering one that is earlier
+        // than every other timer of the runtime wakes the thread parked in the I/O driver to
+        // recompute its own timeout: a cross-thread wake-up for every pass, that is for every
+        // message sent or received. Now the timer is replaced only when the core's deadline
+        // moves earlier than the armed one. A deadline that moves later (the common case: SCTP
+        // restarts its retransmission timer on each send) keeps the armed, earlier timer; it
+        // then fires early once, `handle_timeout` finds nothing due, and the next pass arms
+        // the later deadline.
+        let mut armed_timer: Option<(Instant, Pin<Box<dyn Future<Output = ()> + Send>>)> = None;
+
         loop {
             // Shutdown safety-net. `close()`/`Drop` set this flag and best-effort
             // wake the driver with a `Close` event. If that wake was dropped (a
@@ -942,8 +971,25 @@ where
             };
             futures::pin_mut!(consumed);
 
-            let timer = self.inner.runtime.sleep(delay_from_now);
-            futures::pin_mut!(timer);
+            let deadline = now + delay_from_now;
+            if armed_timer
+                .as_ref()
+                .is_none_or(|(armed_at, _)| deadline < *armed_at)
+            {
+                armed_timer = Some((deadline, self.inner.runtime.sleep(delay_from_now)));
+                // Published after arming: a send that reads the previous, later deadline
+                // only wakes the driver when it need not.
+                *self
+                    .inner
+                    .driver_timer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+            }
+            let mut timer_fired = false;
+            let timer = match armed_timer.as_mut() {
+                Some((_, timer)) => timer,
+                None => unreachable!("armed just above"),
+            };
 
             let udp_recv_future: OptionFuture<_> = if !udp_recv_futures.is_empty() {
                 Some(udp_recv_futures.next())
@@ -977,6 +1023,7 @@ where
 
                 // Timer expired
                 _ = timer.fuse() => {
+                    timer_fired = true;
                     self.handle_timeout(self.inner.runtime.now()).await?;
                 }
 
@@ -1119,6 +1166,7 @@ where
 
                                 error!("Socket recv error on {}: {}", local_addr, err);
                                 self.udp_sockets.remove(&local_addr);
+                                self.publish_udp_sockets();
                                 active_socket_count -= 1;
 
                                 if active_socket_count == 0 && self.tcp_transport.is_empty() {
@@ -1152,6 +1200,15 @@ where
                         }
                     }
                 }
+            }
+            if timer_fired {
+                armed_timer = None;
+                // Before the next pass reads the core's deadline: a send in between wakes us.
+                *self
+                    .inner
+                    .driver_timer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
             }
         }
     }
@@ -1839,12 +1896,31 @@ where
     }
 
     async fn drain_core_writes(inner: Arc<PeerConnectionRef>) -> Vec<TaggedBytesMut> {
-        let mut writes = Vec::new();
         let mut core = inner.core.lock().await;
+        // peerlink: what a send's path took out of the core and could not send goes first;
+        // both happen under the core lock, so this is the core's own order.
+        let mut writes: Vec<TaggedBytesMut> = inner
+            .handed_back_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
         while let Some(msg) = core.poll_write() {
             writes.push(msg);
         }
+        // peerlink: until these are sent (`flush_drained_writes`), a send must not send its own
+        // packets ahead of them.
+        if !writes.is_empty() {
+            inner.driver_flushing.store(true, Ordering::Release);
+        }
         writes
+    }
+
+    /// peerlink: sends what [`drain_core_writes`](Self::drain_core_writes) drained and lets
+    /// sends put their packets on the wire themselves again.
+    async fn flush_drained_writes(&mut self, writes: Vec<TaggedBytesMut>) {
+        self.flush_writes(writes).await;
+        self.inner.driver_flushing.store(false, Ordering::Release);
     }
 
     async fn drain_core_events(inner: Arc<PeerConnectionRef>) -> Vec<RTCPeerConnectionEvent> {
@@ -2073,7 +2149,7 @@ where
         // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
         // consecutive same-destination datagrams into single UDP GSO syscalls.
         let writes = Self::drain_core_writes(self.inner.clone()).await;
-        self.flush_writes(writes).await;
+        self.flush_drained_writes(writes).await;
 
         // peerlink: 1.c hands every packet of a TURN-relayed pair to the relayer, which wraps
         // it (ChannelData or Send indication) into its client's queue; upstream drained that
@@ -2277,7 +2353,7 @@ where
             // the core only here, after this pass's writes, so its answer waited for the next
             // socket read or timer. Send it now.
             let writes = Self::drain_core_writes(self.inner.clone()).await;
-            self.flush_writes(writes).await;
+            self.flush_drained_writes(writes).await;
             self.flush_turn_writes().await;
         }
 
@@ -2334,6 +2410,41 @@ mod tests {
     use super::*;
     use crate::data_channel::RTCDataChannelMessage;
     use crate::runtime::channel;
+
+    /// peerlink: packets a send handed back leave before anything still in the core, and the
+    /// driver marks itself as holding drained packets until it has sent them.
+    #[cfg(any(feature = "crypto-ring", feature = "crypto-aws-lc-rs"))]
+    #[test]
+    fn drained_writes_start_with_the_handed_back_ones_and_block_inline_sends() {
+        use crate::peer_connection::new_test_peer_connection;
+        use crate::runtime::default_runtime;
+
+        let rt = default_runtime().expect("test requires a runtime feature");
+        rt.block_on(Box::pin(async {
+            let (inner, _driver_event_rx) = new_test_peer_connection().await;
+            for payload in [&b"first"[..], &b"second"[..]] {
+                inner
+                    .handed_back_writes
+                    .lock()
+                    .unwrap()
+                    .push_back(TaggedBytesMut {
+                        now: Instant::now(),
+                        transport: TransportContext::default(),
+                        message: BytesMut::from(payload),
+                    });
+            }
+            let writes = PeerConnectionDriver::<SocketAddr>::drain_core_writes(inner.clone()).await;
+            let payloads: Vec<&[u8]> = writes.iter().map(|w| &w.message[..]).collect();
+            assert_eq!(payloads, [&b"first"[..], &b"second"[..]]);
+            assert!(inner.handed_back_writes.lock().unwrap().is_empty());
+            assert!(inner.driver_flushing.load(Ordering::Acquire));
+            let mut core = inner.core.lock().await;
+            assert!(
+                inner.send_writes_inline(&mut core, 16),
+                "must not overtake them"
+            );
+        }));
+    }
 
     #[test]
     fn insert_data_channel_event_sender_replaces_closed_sender() {

@@ -79,6 +79,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverId, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::error::{Error, Result};
+use rtc::shared::{TaggedBytesMut, TransportProtocol};
 pub use rtc::statistics::StatsSelector;
 pub use rtc::statistics::report::{RTCStatsReport, RTCStatsReportEntry};
 
@@ -847,6 +848,24 @@ pub(crate) struct PeerConnectionRef {
     pub(crate) ice_restart_rebind_pending: AtomicBool,
     /// peerlink: TLS client configuration for `turns:` servers (`None`: the Mozilla roots).
     pub(crate) turn_tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// peerlink: the driver's bound UDP sockets by local address, so a data-channel send can
+    /// put its packets on the wire itself ([`send_writes_inline`](Self::send_writes_inline))
+    /// instead of waiting for the driver task to be scheduled. Set by the driver when it binds
+    /// and cleared when it stops.
+    pub(crate) inline_udp_sockets:
+        std::sync::Mutex<HashMap<std::net::SocketAddr, Arc<dyn crate::runtime::AsyncUdpSocket>>>,
+    /// peerlink: packets taken out of the core on a send's path that could not be sent there
+    /// (not plain UDP, or the socket was not writable). The driver sends them before anything
+    /// it drains from the core, so packet order is kept.
+    pub(crate) handed_back_writes: std::sync::Mutex<std::collections::VecDeque<TaggedBytesMut>>,
+    /// peerlink: true while the driver holds packets it drained from the core and has not sent
+    /// yet. Set under the core lock; a send does not send inline while it is set, so it never
+    /// overtakes them.
+    pub(crate) driver_flushing: AtomicBool,
+    /// peerlink: the deadline of the timer the driver's loop has armed (`None`: none armed, or
+    /// it has fired and the next is not armed yet). Never earlier than the armed timer, so a
+    /// send that finds its new deadline at or after it can rely on the driver waking in time.
+    pub(crate) driver_timer: std::sync::Mutex<Option<Instant>>,
 }
 
 /// The ICE credentials a description carries, resolved the way the core resolves them.
@@ -932,6 +951,25 @@ fn will_restart_ice(core: &RTCPeerConnection, desc: &RTCSessionDescription) -> b
 /// the send buffer run far ahead of the ~1 MB SCTP window.
 const WRITE_YIELD_INTERVAL: usize = 128;
 
+/// peerlink: at most this many packets are sent on a data-channel send's own path
+/// ([`PeerConnectionRef::send_writes_inline`]); a 1 KiB message is one.
+const INLINE_WRITE_BUDGET: usize = 4;
+
+/// peerlink: whether the driver must be woken to re-arm its timer after a send left the core's
+/// next deadline at `next`, while the driver's armed timer fires at `armed` (`None`: none
+/// armed, or it fired and the driver has not re-armed yet — so it cannot be relied on).
+fn timer_needs_driver(next: Option<Instant>, armed: Option<Instant>) -> bool {
+    match (next, armed) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(next), Some(armed)) => next < armed,
+    }
+}
+
+/// peerlink: messages larger than this are always sent by the driver, which batches their
+/// packets into one system call (GSO); a bulk sender gains nothing from sending inline.
+const INLINE_WRITE_MAX_MESSAGE: usize = 4096;
+
 impl PeerConnectionRef {
     /// Whether `close()`, `Drop` or a driver exit has begun shutting the connection down.
     #[inline]
@@ -966,6 +1004,96 @@ impl PeerConnectionRef {
             self.ice_restart_rebind_pending
                 .store(true, Ordering::Release);
         }
+    }
+
+    /// peerlink: sends up to [`INLINE_WRITE_BUDGET`] of the core's pending packets from the
+    /// calling task, right after a data-channel send queued them. Returns whether the driver
+    /// still has to be woken ([`wake_writes`](Self::wake_writes)).
+    ///
+    /// Upstream only woke the driver task, which then drained and sent them. When the caller
+    /// is not on a runtime worker (an application's `block_on` thread) or the workers are
+    /// parked, that wake is a cross-thread wake-up on the path of every message; sending
+    /// here takes it off the path. Only plain UDP packets on one of the driver's sockets go
+    /// out here; the first packet that is anything else, or whose socket is not writable, is
+    /// handed back to the driver ([`handed_back_writes`](Self::handed_back_writes)) and
+    /// everything after it stays in the core. Nothing is sent here while the driver holds
+    /// drained packets ([`driver_flushing`](Self::driver_flushing)) or has handed-back ones
+    /// waiting, and the caller holds the core lock throughout, so packets leave in the order
+    /// the core produced them. Large messages (over [`INLINE_WRITE_MAX_MESSAGE`]) and the
+    /// packet budget leave bulk sends to the driver's batched (GSO) path.
+    ///
+    /// When every packet went out here the driver is not woken at all, unless the send moved
+    /// the core's next deadline (the SCTP retransmission timer) earlier than the timer the
+    /// driver has armed ([`driver_timer`](Self::driver_timer)). A send raises no core events
+    /// for the driver to deliver: the SCTP stream's buffered-amount events are collected when
+    /// a packet is read, as upstream does.
+    pub(crate) fn send_writes_inline(
+        &self,
+        core: &mut RTCPeerConnection,
+        message_len: usize,
+    ) -> bool {
+        if message_len > INLINE_WRITE_MAX_MESSAGE
+            || self.is_closing()
+            || self.driver_flushing.load(Ordering::Acquire)
+        {
+            return true;
+        }
+        let mut handed_back = self
+            .handed_back_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !handed_back.is_empty() {
+            return true;
+        }
+        let sockets = self
+            .inline_udp_sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if sockets.is_empty() {
+            return true;
+        }
+        let mut drained = false;
+        for _ in 0..INLINE_WRITE_BUDGET {
+            let Some(msg) = core.poll_write() else {
+                drained = true;
+                break;
+            };
+            let tp = msg.transport;
+            let socket = (tp.transport_protocol == TransportProtocol::UDP
+                && tp.peer_addr.port() != rtc::mdns::MDNS_PORT)
+                .then(|| sockets.get(&tp.local_addr))
+                .flatten();
+            let Some(socket) = socket else {
+                handed_back.push_back(msg);
+                return true;
+            };
+            let transmit = crate::runtime::Transmit {
+                destination: tp.peer_addr,
+                ecn: None,
+                contents: &msg.message,
+                segment_size: None,
+                src_ip: None,
+            };
+            match crate::runtime::poll_once(|cx| socket.poll_send(cx, &transmit)) {
+                Some(Ok(_)) => {}
+                // As the driver does with a failed send: logged, and the packet is lost
+                // (SCTP retransmits it).
+                Some(Err(err)) => error!(
+                    "Failed to write packet to {:?} from {:?}: {}",
+                    tp.peer_addr, tp.local_addr, err
+                ),
+                None => {
+                    handed_back.push_back(msg);
+                    return true;
+                }
+            }
+        }
+        if !drained {
+            // Over budget: the driver sends the rest.
+            return true;
+        }
+        let armed = *self.driver_timer.lock().unwrap_or_else(|e| e.into_inner());
+        timer_needs_driver(core.poll_timeout(), armed)
     }
 
     /// Coalescing driver wake for pending writes — the pion `awakeWriteLoop`
@@ -1045,6 +1173,10 @@ impl PeerConnectionImpl {
                 discard_local_candidates_during_ice_restart,
                 ice_restart_rebind_pending: AtomicBool::new(false),
                 turn_tls_config,
+                inline_udp_sockets: std::sync::Mutex::new(HashMap::new()),
+                handed_back_writes: std::sync::Mutex::new(std::collections::VecDeque::new()),
+                driver_flushing: AtomicBool::new(false),
+                driver_timer: std::sync::Mutex::new(None),
             }),
             driver_handle: Mutex::new(None),
             driver_stopped: Mutex::new(None),
@@ -1657,6 +1789,10 @@ mod tests {
             discard_local_candidates_during_ice_restart,
             ice_restart_rebind_pending: AtomicBool::new(false),
             turn_tls_config: None,
+            inline_udp_sockets: std::sync::Mutex::new(HashMap::new()),
+            handed_back_writes: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            driver_flushing: AtomicBool::new(false),
+            driver_timer: std::sync::Mutex::new(None),
         });
 
         (inner, driver_event_rx)
@@ -1707,6 +1843,67 @@ mod tests {
             assert!(
                 result.is_err(),
                 "build() must surface the driver's bind failure"
+            );
+        }));
+    }
+
+    #[test]
+    fn a_send_wakes_the_driver_only_for_a_deadline_before_its_armed_timer() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        // No timer armed (or it just fired): the driver must look.
+        assert!(timer_needs_driver(Some(t), None));
+        assert!(timer_needs_driver(None, None));
+        // The send moved the deadline before the armed timer: re-arm.
+        assert!(timer_needs_driver(Some(t + ms(200)), Some(t + ms(1000))));
+        // At or after the armed timer, or no deadline at all: the armed timer comes first.
+        assert!(!timer_needs_driver(Some(t + ms(1000)), Some(t + ms(1000))));
+        assert!(!timer_needs_driver(Some(t + ms(1200)), Some(t + ms(1000))));
+        assert!(!timer_needs_driver(None, Some(t + ms(1000))));
+    }
+
+    /// A send that cannot put its packets on the wire itself leaves the core untouched and
+    /// says the driver has to run: no sockets yet (before the driver bound them), or packets
+    /// handed back earlier that must leave first.
+    #[test]
+    fn send_writes_inline_defers_to_the_driver_when_it_cannot_send() {
+        let rt = default_runtime().expect("test requires a runtime feature");
+        rt.block_on(Box::pin(async {
+            let (inner, _driver_event_rx) = new_test_peer_connection().await;
+            let mut core = inner.core.lock().await;
+            assert!(inner.send_writes_inline(&mut core, 1024), "no sockets");
+
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            let local = socket.local_addr().unwrap();
+            inner
+                .inline_udp_sockets
+                .lock()
+                .unwrap()
+                .insert(local, inner.runtime.wrap_udp_socket(socket).unwrap());
+            let held = TaggedBytesMut {
+                now: Instant::now(),
+                transport: Default::default(),
+                message: bytes::BytesMut::from(&b"earlier"[..]),
+            };
+            inner.handed_back_writes.lock().unwrap().push_back(held);
+            assert!(
+                inner.send_writes_inline(&mut core, 1024),
+                "handed-back packets first"
+            );
+            assert_eq!(inner.handed_back_writes.lock().unwrap().len(), 1);
+
+            inner.handed_back_writes.lock().unwrap().clear();
+            inner.driver_flushing.store(true, Ordering::Release);
+            assert!(
+                inner.send_writes_inline(&mut core, 1024),
+                "driver holds drained packets"
+            );
+            inner.driver_flushing.store(false, Ordering::Release);
+
+            assert!(
+                inner.send_writes_inline(&mut core, INLINE_WRITE_MAX_MESSAGE + 1),
+                "large messages go through the driver"
             );
         }));
     }
