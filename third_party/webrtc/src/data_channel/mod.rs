@@ -499,6 +499,8 @@ impl DataChannel for DataChannelImpl {
         // packets are already out and the driver's timer is early enough.
         if wake {
             self.inner.wake_writes().await;
+        } else {
+            self.inner.yield_periodically().await;
         }
         Ok(())
     }
@@ -520,6 +522,8 @@ impl DataChannel for DataChannelImpl {
 
         if wake {
             self.inner.wake_writes().await;
+        } else {
+            self.inner.yield_periodically().await;
         }
         Ok(())
     }
@@ -589,6 +593,8 @@ impl DataChannel for DataChannelImpl {
 
         if wake {
             self.inner.wake_writes().await;
+        } else {
+            self.inner.yield_periodically().await;
         }
         Ok(())
     }
@@ -616,6 +622,8 @@ impl DataChannel for DataChannelImpl {
 
         if wake {
             self.inner.wake_writes().await;
+        } else {
+            self.inner.yield_periodically().await;
         }
         Ok(())
     }

@@ -1096,6 +1096,19 @@ impl PeerConnectionRef {
         timer_needs_driver(core.poll_timeout(), armed)
     }
 
+    /// peerlink: for a send whose packets left inline and that therefore does not wake the
+    /// driver: the cooperative yield of [`wake_writes`](Self::wake_writes), once every
+    /// [`WRITE_YIELD_INTERVAL`] such sends, so a task sending small messages in a loop that
+    /// never waits still lets the driver (woken by the peer's acknowledgements) and other
+    /// tasks run, on a single-threaded runtime too.
+    pub(crate) async fn yield_periodically(&self) {
+        if self.write_backpressure.fetch_add(1, Ordering::Relaxed) % WRITE_YIELD_INTERVAL
+            == WRITE_YIELD_INTERVAL - 1
+        {
+            self.runtime.yield_now().await;
+        }
+    }
+
     /// Coalescing driver wake for pending writes — the pion `awakeWriteLoop`
     /// equivalent. Marks a flush as pending and pokes the driver only on the
     /// `false -> true` transition, so a burst of sends yields at most one wake.
