@@ -187,9 +187,12 @@ pub struct Tuning {
     /// each connection by about 400 ms).
     pub setup_kick_interval: Option<Duration>,
     /// Adaptive cap on each channel's unacknowledged bytes, below
-    /// [`Tuning::send_buffer_limit`] (`None`: only the fixed limit). The engine sends up to
-    /// its congestion and peer windows back to back, which overflows a peer whose socket
-    /// buffer is smaller than the window it advertises (Chromium); see [`SendPacing`].
+    /// [`Tuning::send_buffer_limit`] (`None`, the default: only the fixed limit); see
+    /// [`SendPacing`]. With [`SctpCongestionControl::RateBased`] the association itself paces
+    /// new data at its measured rate and caps its window when a peer's socket overflows, which
+    /// does better than this cap on every path measured (peerlink → Chromium, 2 % loss), so it
+    /// is off by default; it remains for [`SctpCongestionControl::Standard`], whose bursts
+    /// overflow a peer whose socket buffer is smaller than the window it advertises.
     pub send_pacing: Option<SendPacing>,
     /// Congestion controller of the SCTP association under the data channels (default
     /// [`SctpCongestionControl::RateBased`]; the engine's own is
@@ -256,7 +259,7 @@ impl Default for Tuning {
             max_message_size: 256 * 1024,
             send_buffer_limit: Some(1024 * 1024),
             setup_kick_interval: Some(Duration::from_millis(1)),
-            send_pacing: Some(SendPacing::default()),
+            send_pacing: None,
             sctp_congestion_control: SctpCongestionControl::RateBased,
         }
     }

@@ -21,11 +21,24 @@
 //! a row discards the bandwidth estimate and starts over in `Startup`, so a path that has
 //! collapsed is probed from scratch instead of being sent the old rate.
 //!
-//! Differences from BBR: no pacing (the association is ACK-clocked, sending only when a SACK
-//! frees window), hence no pacing-gain cycle and no `Drain` state; the window alone bounds the
-//! queue the sender can build (one bandwidth-delay product). `ProbeRTT` (the window held at
-//! four packets for 200 ms when the min-RTT sample is ten seconds old) is kept, since without
-//! it a standing queue would inflate the min-RTT estimate and the window with it.
+//! New data is *paced*: a token bucket releases it at [`PACING_GAIN`] × the bandwidth
+//! estimate ([`STARTUP_PACING_GAIN`] in `Startup`), at most [`PACING_BURST`] of it back to back,
+//! and the association reports the release time through `poll_timeout`. A window's worth
+//! therefore no longer leaves in one burst when a SACK frees it, which a receiver's socket
+//! (Chromium's, at the system's default buffer limits) dropped. Retransmissions and control
+//! chunks are not paced.
+//!
+//! Loss is ignored unless it marks a queue *overflowing*: a run of [`OVERFLOW_RUN_PACKETS`]
+//! packets lost back to back, or more than [`OVERFLOW_LOSS_PER_MILLE`] ‰ of a
+//! [`LOSS_SAMPLE_PACKETS`]-packet sample. Independent random loss of a few percent almost never
+//! does either. An overflow caps the window at [`OVERFLOW_BETA`] of the flight, once per round
+//! trip; the cap grows back by one packet per round trip and is dropped when the model's window
+//! fits under it (BBRv2's `inflight_hi`, with overflow told apart from random loss).
+//!
+//! Differences from BBR: no pacing-gain cycle and no `Drain` state (the window bounds the
+//! queue the sender can build); `ProbeRTT` (the window held at four packets for 200 ms when
+//! the min-RTT sample is ten seconds old) is kept, since without it a standing queue would
+//! inflate the min-RTT estimate and the window with it.
 
 use std::time::{Duration, Instant};
 
@@ -71,20 +84,32 @@ pub(crate) const MIN_CWND_PACKETS: u32 = 4;
 pub(crate) const MIN_WINDOW_RTT: Duration = Duration::from_millis(2);
 /// The loss rate is judged over this many packets' worth of delivered and lost bytes.
 const LOSS_SAMPLE_PACKETS: u32 = 128;
-/// A loss rate above this (per mille) over one sample means the window overflowed a queue
-/// (a receiver's socket that drops bursts), not random loss: the [`MIN_WINDOW_RTT`] floor is
-/// then suspended. Random loss of a few percent stays far below it over 128 packets.
+/// A loss rate above this (per mille) over one sample means the flight overflowed a queue (a
+/// receiver's socket, a bottleneck's buffer), not random loss: 2 % random loss exceeds it over
+/// 128 packets with a probability near one in a million.
 const OVERFLOW_LOSS_PER_MILLE: u64 = 100;
-/// How long the floor stays suspended after the first overflow; doubled on every further one.
-const FLOOR_BACKOFF_START: Duration = Duration::from_secs(30);
-const FLOOR_BACKOFF_MAX: Duration = Duration::from_secs(600);
+/// This many packets lost back to back (one gap in a SACK) also mean overflow: with
+/// independent random loss p a run of three has probability p³ (8 in a million at 2 %).
+const OVERFLOW_RUN_PACKETS: u32 = 3;
+/// On overflow the flight is capped at this fraction of what was in flight.
+const OVERFLOW_BETA: f64 = 0.7;
 /// `Startup` ends after this many round trips without 25 % bandwidth growth.
 const FULL_BW_ROUNDS: u32 = 3;
+/// Pacing rate as a multiple of the bandwidth estimate once the pipe is full: a little above
+/// it, so the sender can find more bandwidth (the window still bounds what is in flight).
+const PACING_GAIN: f64 = 1.25;
+/// Pacing gain in `Startup` (BBR's 2/ln 2), so the rate can double every round trip.
+const STARTUP_PACING_GAIN: f64 = 2.89;
+/// The pacer lets at most this much time at the pacing rate leave back to back. The drivers'
+/// timers resolve about a millisecond, so a smaller bucket would cap the rate below the
+/// pacing rate whenever acknowledgements do not refill it in between.
+const PACING_BURST: Duration = Duration::from_millis(1);
+/// The pacer's bucket holds at least this many packets.
+const MIN_PACING_BURST_PACKETS: u32 = 4;
 
 /// The rate controller's initial window: RFC 6928's min(10 × MTU, max(2 × MTU, 14600)).
 pub(crate) fn initial_window(mtu: u32) -> u32 {
-    mtu.saturating_mul(10)
-        .min(mtu.saturating_mul(2).max(14600))
+    mtu.saturating_mul(10).min(mtu.saturating_mul(2).max(14600))
 }
 
 /// What the controller knew when a chunk was first sent; stored in the chunk and read back
@@ -142,9 +167,14 @@ pub(crate) struct RateController {
     /// `delivered` when the current loss sample began, and the bytes found lost since.
     loss_sample_start: u64,
     loss_sample_lost: u64,
-    /// The [`MIN_WINDOW_RTT`] floor is suspended until then (an overflow was seen).
-    floor_off_until: Option<Instant>,
-    floor_backoff: Duration,
+    /// Upper bound on the window set by the last overflow (`None`: none seen, or grown out),
+    /// and the round it was set in (one cut per round).
+    inflight_cap: Option<u32>,
+    cap_round: u64,
+    /// Bytes the pacer may still send back to back (negative: sent ahead of the rate), as of
+    /// `pacing_stamp`.
+    pacing_tokens: f64,
+    pacing_stamp: Option<Instant>,
 }
 
 impl RateController {
@@ -171,9 +201,68 @@ impl RateController {
             prior_cwnd: 0,
             loss_sample_start: 0,
             loss_sample_lost: 0,
-            floor_off_until: None,
-            floor_backoff: FLOOR_BACKOFF_START,
+            inflight_cap: None,
+            cap_round: 0,
+            pacing_tokens: 0.0,
+            pacing_stamp: None,
         }
+    }
+
+    /// Pacing rate, bytes per second: the bandwidth estimate times the mode's gain. `None`
+    /// (unpaced, the window alone limits) before the first estimate and in `ProbeRTT`, whose
+    /// window is a few packets anyway.
+    pub(crate) fn pacing_rate(&self) -> Option<f64> {
+        let bw = self.bandwidth();
+        if bw == 0 || self.mode == Mode::ProbeRtt {
+            return None;
+        }
+        let gain = if self.filled_pipe {
+            PACING_GAIN
+        } else {
+            STARTUP_PACING_GAIN
+        };
+        Some(bw as f64 * gain)
+    }
+
+    /// How many bytes the pacer lets go back to back at `rate`.
+    fn pacing_burst(&self, rate: f64) -> f64 {
+        (rate * PACING_BURST.as_secs_f64())
+            .max(f64::from(self.mtu) * f64::from(MIN_PACING_BURST_PACKETS))
+    }
+
+    /// Refills the pacer's bucket up to `now` and returns what it holds: the bytes that may
+    /// be sent now (a chunk may go while this is positive, even if it overshoots; the debt is
+    /// paid before the next one). `None`: not paced.
+    pub(crate) fn pacing_budget(&mut self, now: Instant) -> Option<f64> {
+        let Some(rate) = self.pacing_rate() else {
+            self.pacing_stamp = None;
+            return None;
+        };
+        let burst = self.pacing_burst(rate);
+        let tokens = match self.pacing_stamp {
+            Some(stamp) => (self.pacing_tokens
+                + rate * now.saturating_duration_since(stamp).as_secs_f64())
+            .min(burst),
+            // The first paced send after an unpaced stretch: a full bucket.
+            None => burst,
+        };
+        self.pacing_tokens = tokens;
+        self.pacing_stamp = Some(now.max(self.pacing_stamp.unwrap_or(now)));
+        Some(tokens)
+    }
+
+    /// `bytes` left under the pacer's control.
+    pub(crate) fn on_paced_send(&mut self, bytes: usize) {
+        if self.pacing_stamp.is_some() {
+            self.pacing_tokens -= bytes as f64;
+        }
+    }
+
+    /// When the bucket, empty or in debt as of its last refill, holds a positive amount again.
+    pub(crate) fn pacing_resume_at(&self) -> Option<Instant> {
+        let (rate, stamp) = (self.pacing_rate()?, self.pacing_stamp?);
+        let debt = (-self.pacing_tokens).max(0.0) + 1.0;
+        Some(stamp + Duration::from_secs_f64(debt / rate))
     }
 
     /// Bottleneck-bandwidth estimate, bytes per second (0 before any sample): the largest
@@ -216,11 +305,7 @@ impl RateController {
         let bw = self.bandwidth();
         match self.min_rtt {
             Some(rtt) if bw > 0 => {
-                let rtt = if self.floor_active() {
-                    rtt.max(MIN_WINDOW_RTT)
-                } else {
-                    rtt
-                };
+                let rtt = rtt.max(MIN_WINDOW_RTT);
                 let bdp = bw as f64 * rtt.as_secs_f64();
                 ((bdp * gain) as u64).min(u64::from(u32::MAX)) as u32
             }
@@ -229,40 +314,55 @@ impl RateController {
         .max(self.min_cwnd())
     }
 
-    /// Whether the window is sized for at least [`MIN_WINDOW_RTT`] (not suspended by an
-    /// overflow).
-    pub(crate) fn floor_active(&self) -> bool {
-        match (self.floor_off_until, self.now) {
-            (Some(until), Some(now)) => now >= until,
-            _ => true,
+    /// The window's upper bound after an overflow, if one holds.
+    pub(crate) fn inflight_cap(&self) -> Option<u32> {
+        self.inflight_cap
+    }
+
+    /// Fast retransmission found `bytes` of chunks lost, the longest run of them back to back
+    /// being `run` bytes, with `inflight` bytes outstanding.
+    ///
+    /// Random loss is ignored (the window follows the delivery rate). Loss that marks a queue
+    /// overflowing — a run of [`OVERFLOW_RUN_PACKETS`] packets, or more than
+    /// [`OVERFLOW_LOSS_PER_MILLE`] of a [`LOSS_SAMPLE_PACKETS`]-packet sample — caps the
+    /// window at [`OVERFLOW_BETA`] of the flight, once per round trip; the cap then grows by
+    /// one packet per round trip (see [`Self::on_ack`]). A receiver whose socket holds less
+    /// than the window (Chromium's at the system's default buffer limits) is thus kept just
+    /// below what it drops, while a lossy path keeps its full window.
+    pub(crate) fn on_lost(&mut self, bytes: u64, run: u64, inflight: usize) {
+        self.loss_sample_lost += bytes;
+        if run >= u64::from(self.mtu) * u64::from(OVERFLOW_RUN_PACKETS - 1) + 1 {
+            self.on_overflow(inflight);
+        }
+        if self.judge_loss_sample() {
+            self.on_overflow(inflight);
         }
     }
 
-    /// Fast retransmission found `bytes` of chunks lost. Over every sample of
-    /// [`LOSS_SAMPLE_PACKETS`] packets, a loss rate above [`OVERFLOW_LOSS_PER_MILLE`] suspends
-    /// the round-trip floor (a receiver that drops the bursts of the larger window: Chromium's
-    /// socket does), for one second, then two, four … up to a minute.
-    pub(crate) fn on_lost(&mut self, bytes: u64) {
-        self.loss_sample_lost += bytes;
-        self.judge_loss_sample();
+    fn on_overflow(&mut self, inflight: usize) {
+        if self.inflight_cap.is_some() && self.cap_round >= self.round {
+            return;
+        }
+        self.inflight_cap = Some(((inflight as f64 * OVERFLOW_BETA) as u32).max(self.min_cwnd()));
+        self.cap_round = self.round;
+        // A queue already overflows: the pipe is full, `Startup` is over.
+        if self.mode == Mode::Startup {
+            self.filled_pipe = true;
+            self.mode = Mode::ProbeBw;
+        }
     }
 
-    fn judge_loss_sample(&mut self) {
+    /// Closes the loss sample once it covers enough packets; returns whether it overflowed.
+    fn judge_loss_sample(&mut self) -> bool {
         let delivered = self.delivered.saturating_sub(self.loss_sample_start);
         let total = delivered + self.loss_sample_lost;
         if total < u64::from(self.mtu.max(1)) * u64::from(LOSS_SAMPLE_PACKETS) {
-            return;
+            return false;
         }
-        if self.loss_sample_lost * 1000 > total * OVERFLOW_LOSS_PER_MILLE {
-            if let Some(now) = self.now {
-                if self.floor_active() {
-                    self.floor_off_until = Some(now + self.floor_backoff);
-                    self.floor_backoff = (self.floor_backoff * 2).min(FLOOR_BACKOFF_MAX);
-                }
-            }
-        }
+        let overflow = self.loss_sample_lost * 1000 > total * OVERFLOW_LOSS_PER_MILLE;
         self.loss_sample_start = self.delivered;
         self.loss_sample_lost = 0;
+        overflow
     }
 
     /// A chunk is sent for the first time; `inflight` is the bytes outstanding before it.
@@ -304,7 +404,9 @@ impl RateController {
         self.delivered += acked;
         self.delivered_time = Some(now);
         self.now = Some(now);
-        self.judge_loss_sample();
+        if self.judge_loss_sample() {
+            self.on_overflow(inflight);
+        }
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
         }
@@ -412,6 +514,24 @@ impl RateController {
         } else {
             cwnd
         };
+        // After an overflow: the cap grows by one packet per window acknowledged (one per
+        // round trip while the window is at the cap) and is dropped once the model's window
+        // fits under it.
+        let cwnd = match self.inflight_cap {
+            Some(cap) => {
+                let grown = cap.saturating_add(
+                    (u64::from(acked) * u64::from(self.mtu) / u64::from(cap.max(1))).max(1) as u32,
+                );
+                if grown >= self.target_cwnd(CWND_GAIN) {
+                    self.inflight_cap = None;
+                    cwnd
+                } else {
+                    self.inflight_cap = Some(grown);
+                    cwnd.min(grown)
+                }
+            }
+            None => cwnd,
+        };
         cwnd.max(self.min_cwnd())
     }
 
@@ -490,7 +610,10 @@ mod tests {
         let bdp = bw as f64 * rtt.as_secs_f64();
         let ratio = f64::from(cwnd) / bdp;
         assert!(c.filled_pipe, "startup ended");
-        assert!((1.5..=2.5).contains(&ratio), "cwnd {cwnd} is {ratio:.2} × BDP");
+        assert!(
+            (1.5..=2.5).contains(&ratio),
+            "cwnd {cwnd} is {ratio:.2} × BDP"
+        );
     }
 
     #[test]
@@ -503,40 +626,130 @@ mod tests {
         let floor_bdp = bw as f64 * MIN_WINDOW_RTT.as_secs_f64();
         let ratio = f64::from(cwnd) / floor_bdp;
         // Twice the bandwidth times the floor, not times the 50 µs measured.
-        assert!((1.0..=3.0).contains(&ratio), "cwnd {cwnd} is {ratio:.2} × the floor's BDP");
+        assert!(
+            (1.0..=3.0).contains(&ratio),
+            "cwnd {cwnd} is {ratio:.2} × the floor's BDP"
+        );
     }
 
     #[test]
-    fn heavy_loss_suspends_the_round_trip_floor_and_random_loss_does_not() {
+    fn overflow_caps_the_window_and_random_loss_does_not() {
         let start = Instant::now();
         let mut c = RateController::new(MTU);
         let bw = 100_000_000;
-        let (mut cwnd, mut now) =
-            steady(&mut c, start, bw, Duration::from_micros(50), 4000, initial_window(MTU));
-        let floored = cwnd;
-        // 2 % of the packets lost: the floor stays.
-        for i in 0..1000u32 {
+        let (mut cwnd, mut now) = steady(
+            &mut c,
+            start,
+            bw,
+            Duration::from_micros(50),
+            4000,
+            initial_window(MTU),
+        );
+        let model = cwnd;
+        // 2 % of the packets lost, one at a time: no cap, the window stays.
+        for i in 0..2000u32 {
             now += Duration::from_micros(10);
             if i % 50 == 0 {
-                c.on_lost(u64::from(MTU));
+                c.on_lost(u64::from(MTU), u64::from(MTU), cwnd as usize);
             }
-            cwnd = c.on_ack(now, u64::from(MTU), None, 0, cwnd);
+            cwnd = c.on_ack(now, u64::from(MTU), None, cwnd as usize, cwnd);
         }
-        assert!(c.floor_active(), "2 % loss kept the floor");
-        // Every fourth packet lost: an overflow; the window shrinks to the measured BDP.
+        assert_eq!(c.inflight_cap(), None, "2 % random loss set no cap");
+        assert!(cwnd >= model * 9 / 10, "window {cwnd} kept (was {model})");
+
+        // Three packets lost back to back: the flight overflowed a queue.
+        let flight = cwnd as usize;
+        c.on_lost(3 * u64::from(MTU), 3 * u64::from(MTU), flight);
+        let cap = c.inflight_cap().expect("a run of three set a cap");
+        assert_eq!(cap, (flight as f64 * OVERFLOW_BETA) as u32);
+        cwnd = c.on_ack(now, u64::from(MTU), None, flight, cwnd);
+        assert!(cwnd <= cap + MTU, "window {cwnd} under the cap {cap}");
+        // A second run in the same round trip does not cut again.
+        c.on_lost(3 * u64::from(MTU), 3 * u64::from(MTU), cwnd as usize);
+        assert!(c.inflight_cap().unwrap() >= cap);
+
+        // The cap grows back by about a packet per window acknowledged.
+        let cap = c.inflight_cap().unwrap();
+        for _ in 0..10 {
+            let window = cwnd;
+            let mut acked = 0;
+            while acked < window {
+                now += Duration::from_micros(10);
+                cwnd = c.on_ack(now, u64::from(MTU), None, cwnd as usize, cwnd);
+                acked += MTU;
+            }
+        }
+        let grown = (c.inflight_cap().expect("still capped") - cap) / MTU;
+        assert!((5..=20).contains(&grown), "grew {grown} packets in 10 windows");
+        assert!(cwnd <= c.inflight_cap().unwrap());
+
+        // A loss rate above 10 % over a sample (isolated losses, no runs) also caps.
+        let mut c2 = RateController::new(MTU);
+        let (mut cwnd2, mut now2) = steady(
+            &mut c2,
+            start,
+            bw,
+            Duration::from_micros(50),
+            4000,
+            initial_window(MTU),
+        );
         for _ in 0..200u32 {
-            now += Duration::from_micros(10);
-            c.on_lost(u64::from(MTU));
+            now2 += Duration::from_micros(10);
+            c2.on_lost(u64::from(MTU), u64::from(MTU), cwnd2 as usize);
             for _ in 0..3 {
-                cwnd = c.on_ack(now, u64::from(MTU), None, 0, cwnd);
+                cwnd2 = c2.on_ack(now2, u64::from(MTU), None, cwnd2 as usize, cwnd2);
             }
         }
-        assert!(!c.floor_active(), "25 % loss suspended the floor");
-        assert!(c.target_cwnd(CWND_GAIN) < floored / 10);
-        // A second later it is tried again.
-        now += FLOOR_BACKOFF_START + Duration::from_millis(1);
-        c.on_ack(now, u64::from(MTU), None, 0, cwnd);
-        assert!(c.floor_active(), "the floor returns after the backoff");
+        assert!(c2.inflight_cap().is_some(), "25 % loss set a cap");
+    }
+
+    #[test]
+    fn the_pacer_spreads_a_window_at_the_pacing_rate() {
+        let mut c = RateController::new(MTU);
+        assert_eq!(c.pacing_rate(), None, "no estimate, no pacing");
+        let bw = 10_000_000; // 10 MB/s
+        let (_, mut now) = steady(
+            &mut c,
+            Instant::now(),
+            bw,
+            Duration::from_millis(20),
+            100,
+            initial_window(MTU),
+        );
+        let rate = c.pacing_rate().expect("paced once there is an estimate");
+        let expected = c.bandwidth() as f64 * PACING_GAIN;
+        assert!((rate - expected).abs() < 1.0, "pacing {rate}, expected {expected}");
+
+        // Send as fast as the pacer allows for 100 ms.
+        let start = now;
+        let mut sent = 0usize;
+        let mut burst = 0usize;
+        let mut longest_burst = 0usize;
+        while now < start + Duration::from_millis(100) {
+            let tokens = c.pacing_budget(now).unwrap();
+            if tokens > 0.0 {
+                c.on_paced_send(MTU as usize);
+                sent += MTU as usize;
+                burst += MTU as usize;
+                longest_burst = longest_burst.max(burst);
+            } else {
+                let resume = c.pacing_resume_at().unwrap();
+                assert!(resume > now, "an empty bucket resumes later");
+                now = resume;
+                burst = 0;
+            }
+        }
+        let achieved = sent as f64 / 0.1;
+        assert!(
+            (0.9 * rate..=1.1 * rate + c.pacing_burst(rate) * 10.0).contains(&achieved),
+            "sent at {achieved} B/s, pacing rate {rate}"
+        );
+        // No burst longer than the bucket (plus the one chunk that may overshoot it).
+        assert!(
+            longest_burst as f64 <= c.pacing_burst(rate) + f64::from(MTU),
+            "burst {longest_burst} bytes, bucket {}",
+            c.pacing_burst(rate)
+        );
     }
 
     #[test]

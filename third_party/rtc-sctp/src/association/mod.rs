@@ -41,11 +41,11 @@ use crate::queue::{
 use crate::shared::{AssociationEventInner, AssociationId, EndpointEvent, EndpointEventInner};
 use crate::util::{constant_time_eq, sna16lt, sna32gt, sna32gte, sna32lt, sna32lte};
 use crate::{AssociationEvent, Payload, Side};
+use congestion::{CongestionControl, RateController, SendState};
 use shared::error::{Error, Result};
 use shared::{TransportContext, TransportMessage, TransportProtocol};
 use stream::{Stream, StreamEvent, StreamId, StreamState};
 use timer::{ACK_INTERVAL, RtoManager, Timer, TimerTable};
-use congestion::{CongestionControl, RateController, SendState};
 
 use crate::association::stream::RecvSendState;
 use bytes::{Bytes, BytesMut};
@@ -240,6 +240,8 @@ pub struct Association {
     congestion_control: CongestionControl,
     rate_cc: RateController,
     rate_sample: Option<SendState>,
+    // peerlink: new DATA waits for the rate-based controller's pacer until then.
+    pacing_next: Option<Instant>,
 
     // Chunks stored for retransmission
     stored_init: Option<ChunkInit>,
@@ -338,6 +340,7 @@ impl Default for Association {
             congestion_control: CongestionControl::Standard,
             rate_cc: RateController::new(0),
             rate_sample: None,
+            pacing_next: None,
 
             // Chunks stored for retransmission
             stored_init: None,
@@ -495,7 +498,11 @@ impl Association {
     /// - a call was made to `handle_timeout`
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout()
+        // peerlink: the pacer's release time counts as a timer.
+        match (self.timers.next_timeout(), self.pacing_next) {
+            (Some(timer), Some(pacing)) => Some(timer.min(pacing)),
+            (timer, pacing) => timer.or(pacing),
+        }
     }
 
     /// Returns packets to transmit
@@ -539,6 +546,10 @@ impl Association {
     /// `Instant` that was output by `poll_timeout`; however spurious extra calls will simply
     /// no-op and therefore are safe.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // peerlink: the pacer's wait is over; the next `poll_transmit` sends.
+        if self.pacing_next.is_some_and(|at| at <= now) {
+            self.pacing_next = None;
+        }
         for &timer in &Timer::VALUES {
             let (expired, failure, n_rtos) = self.timers.is_expired(timer, now);
             if !expired {
@@ -2062,8 +2073,27 @@ impl Association {
 
             let mut tsn = cum_tsn_ack_point.wrapping_add(1);
             let mut newly_lost = 0u64;
+            // peerlink: bytes of the current and the longest run of chunks found lost back
+            // to back (the rate-based controller reads a long run as a queue overflowing).
+            let (mut lost_run, mut longest_lost_run) = (0u64, 0u64);
             while sna32lt(tsn, max_tsn) {
                 if let Some(c) = self.inflight_queue.get_mut(tsn) {
+                    let mut lost_now = false;
+                    // peerlink: a retransmission is lost too once three chunks sent after it
+                    // are acknowledged (RACK's rule, RFC 8985, counted in TSNs). Without this
+                    // every lost retransmission waited for T3-rtx (at least 200 ms, and the
+                    // window back to one packet): at 2 % loss that was most of a transfer's time.
+                    if rate_based
+                        && c.is_outstanding()
+                        && !c.lost_again
+                        && c.retransmit_mark
+                            .is_some_and(|mark| sna32gte(htna, mark.wrapping_add(2)))
+                    {
+                        c.lost_again = true;
+                        c.retransmit_mark = None;
+                        self.will_retransmit_fast = true;
+                        newly_lost += c.user_data.len() as u64;
+                    }
                     if c.is_outstanding() && c.miss_indicator < 3 {
                         c.miss_indicator += 1;
                         if lost_by_count.contains(&tsn) {
@@ -2072,6 +2102,9 @@ impl Association {
                         if rate_based && c.miss_indicator == 3 {
                             self.will_retransmit_fast = true;
                             newly_lost += c.user_data.len() as u64;
+                            lost_now = true;
+                            lost_run += c.user_data.len() as u64;
+                            longest_lost_run = longest_lost_run.max(lost_run);
                         }
                         if c.miss_indicator == 3 && !self.in_fast_recovery {
                             // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the
@@ -2096,16 +2129,23 @@ impl Association {
                             );
                         }
                     }
+                    if !lost_now {
+                        lost_run = 0;
+                    }
                 } else {
                     return Err(Error::ErrTsnRequestNotExist);
                 }
 
                 tsn = tsn.wrapping_add(1);
             }
-            // peerlink: the rate-based controller watches the loss rate (see
+            // peerlink: the rate-based controller tells overflow from random loss (see
             // `RateController::on_lost`).
             if newly_lost > 0 {
-                self.rate_cc.on_lost(newly_lost);
+                let inflight = self.inflight_queue.get_num_bytes();
+                self.rate_cc.on_lost(newly_lost, longest_lost_run, inflight);
+                self.cwnd = self
+                    .cwnd
+                    .min(self.rate_cc.inflight_cap().unwrap_or(u32::MAX));
             }
         }
 
@@ -2606,9 +2646,13 @@ impl Association {
             if earliest.is_some_and(|tsn| to_fast_retrans.iter().any(|c| c.tsn == tsn)) {
                 self.timers.start(Timer::T3RTX, now, self.rto_mgr.get_rto());
             }
+            let next_tsn = self.my_next_tsn;
             for chunk in &mut to_fast_retrans {
                 if let Some(c) = self.inflight_queue.get_mut(chunk.tsn) {
                     c.nsent += 1;
+                    // peerlink: see `process_fast_retransmission`.
+                    c.retransmit_mark = Some(next_tsn);
+                    c.lost_again = false;
                     chunk.nsent = c.nsent;
                     self.stats.inc_fast_retrans();
                     trace!(
@@ -3057,6 +3101,12 @@ impl Association {
             //      is 0), the data sender can always have one DATA chunk in flight to
             //      the receiver if allowed by cwnd (see rule B, below).
 
+            self.pacing_next = None;
+            let mut pacing_budget = if self.congestion_control == CongestionControl::RateBased {
+                self.rate_cc.pacing_budget(now)
+            } else {
+                None
+            };
             loop {
                 let Some(c) = self.pending_queue.peek() else {
                     if let Some(reset) = self.pending_queue.pop_ready_reset() {
@@ -3101,6 +3151,18 @@ impl Association {
 
                 if data_len > self.rwnd as usize {
                     break; // no more rwnd
+                }
+
+                // peerlink: the window has room; the pacer decides when. Spreading a window's
+                // worth over time keeps a receiver's socket from dropping bursts that arrive
+                // back to back (Chromium's does at the default system buffer limits).
+                if let Some(tokens) = pacing_budget {
+                    if tokens <= 0.0 {
+                        self.pacing_next = self.rate_cc.pacing_resume_at();
+                        break;
+                    }
+                    pacing_budget = Some(tokens - data_len as f64);
+                    self.rate_cc.on_paced_send(data_len);
                 }
 
                 if let Some(chunk) = self.move_pending_data_chunk_to_inflight_queue(

@@ -171,6 +171,11 @@ pub struct ChunkPayloadData {
     pub(crate) nsent: u32,
     /// peerlink: the rate-based congestion controller's state when this chunk was first sent.
     pub(crate) send_state: Option<crate::association::congestion::SendState>,
+    /// peerlink: the next new TSN when this chunk was last fast-retransmitted (the
+    /// rate-based controller detects a lost retransmission by chunks sent after it being
+    /// acknowledged), and whether it was found lost again and is due for another one.
+    pub(crate) retransmit_mark: Option<u32>,
+    pub(crate) lost_again: bool,
 
     /// This fragment belongs to an atomically abandoned message.
     pub(crate) abandoned: bool,
@@ -201,6 +206,8 @@ impl Default for ChunkPayloadData {
             stream_generation: 0,
             nsent: 0,
             send_state: None,
+            retransmit_mark: None,
+            lost_again: false,
             abandoned: false,
             retransmit: false,
         }
@@ -287,6 +294,8 @@ impl Chunk for ChunkPayloadData {
             stream_generation: 0,
             nsent: 0,
             send_state: None,
+            retransmit_mark: None,
+            lost_again: false,
             abandoned: false,
             retransmit: false,
         })
@@ -329,7 +338,7 @@ impl ChunkPayloadData {
     }
 
     pub(crate) fn is_fast_retransmit_candidate(&self) -> bool {
-        self.is_outstanding() && self.nsent == 1 && self.miss_indicator >= 3
+        self.is_outstanding() && (self.nsent == 1 && self.miss_indicator >= 3 || self.lost_again)
     }
 
     /// Record peer progress without changing payload ownership.
