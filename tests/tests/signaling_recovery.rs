@@ -4,32 +4,26 @@
 //! relay back over the new one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peerlink::signaling::{
     DialError, DialerConfig, HybridAcceptor, HybridConfig, HybridConnection, HybridEvent,
-    HybridEvents, IncomingLinks, SignalingClient, SignalingConfig, WebRtcDialer,
+    IncomingLinks, SignalingClient, SignalingConfig, WebRtcDialer,
 };
 use peerlink::webrtc::{IceTimeouts, LinkState, PathCut, WebRtcConfig, WebRtcLink};
 use peerlink::{
     Connection, HandlerError, Identity, Node, NodeConfig, TransportKind, typed_handler,
 };
-use peerlink_signal_server::{Rate, Server, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
+
+use common::signaling::{server, wait_for_event};
 use tokio::task::JoinHandle;
 
 const BOUND: Duration = Duration::from_secs(30);
-
-async fn server() -> Server {
-    let config = ServerConfig {
-        relay_byte_rate: Rate::unlimited(),
-        ..ServerConfig::default()
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Server::serve(listener, config).await.unwrap()
-}
 
 /// A node and a dialer on the same identity, signaling through `url`.
 async fn peer(
@@ -289,24 +283,6 @@ impl Drop for CutProxy {
         self.cut();
         self.accept.abort();
     }
-}
-
-/// Waits (bounded) for `wanted` on `events`; returns the events seen before it.
-async fn wait_for_event(events: &mut HybridEvents, wanted: HybridEvent) -> Vec<HybridEvent> {
-    let mut seen = Vec::new();
-    tokio::time::timeout(BOUND, async {
-        // Bounded by the timeout around it; each turn takes one event.
-        while let Some(event) = events.next().await {
-            if event == wanted {
-                return;
-            }
-            seen.push(event);
-        }
-        panic!("events ended before {wanted:?}; saw {seen:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {wanted:?} within bound; saw {seen:?}"));
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,35 +3,29 @@
 //! and hybrid connections (relay at once, WebRTC when it opens, relay again when it dies).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use peerlink::signaling::{
-    DialerConfig, HybridAcceptor, HybridConfig, HybridConnection, HybridEvent, HybridEvents,
-    IncomingLinks, SignalingClient, SignalingConfig, SignalingEvents, WebRtcDialer,
+    DialerConfig, HybridAcceptor, HybridConfig, HybridConnection, HybridEvent, IncomingLinks,
+    SignalingClient, SignalingConfig, SignalingEvents, WebRtcDialer,
 };
 use peerlink::webrtc::{IceTimeouts, IceTransportPolicy, PathCut, WebRtcConfig};
 use peerlink::{
     CallOptions, HandlerError, Identity, Node, NodeConfig, TransportKind, handler_fn, typed_handler,
 };
-use peerlink_signal_server::{Rate, Server, ServerConfig};
 use tokio::sync::Semaphore;
+
+use common::signaling::{server, wait_for_event};
 
 const BOUND: Duration = Duration::from_secs(30);
 
 fn identity() -> Identity {
     Identity::generate(&mut rand::rngs::OsRng)
-}
-
-async fn server() -> Server {
-    let config = ServerConfig {
-        relay_byte_rate: Rate::unlimited(),
-        ..ServerConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Server::serve(listener, config).await.unwrap()
 }
 
 async fn client(url: &str, identity: Identity, device: &str) -> (SignalingClient, SignalingEvents) {
@@ -367,24 +361,6 @@ async fn hybrid_on_webrtc_keeps_working_when_the_server_and_its_relay_go() {
         "each call ran exactly once"
     );
     assert_eq!(to_bob.path(), TransportKind::WebRtc);
-}
-
-/// Waits (bounded) for `wanted` on `events`; returns the events seen before it.
-async fn wait_for_event(events: &mut HybridEvents, wanted: HybridEvent) -> Vec<HybridEvent> {
-    let mut seen = Vec::new();
-    tokio::time::timeout(BOUND, async {
-        // Bounded by the timeout around it; each turn takes one event.
-        while let Some(event) = events.next().await {
-            if event == wanted {
-                return;
-            }
-            seen.push(event);
-        }
-        panic!("events ended before {wanted:?}; saw {seen:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {wanted:?} within bound"));
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

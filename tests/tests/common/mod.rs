@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod manager;
+pub mod signaling;
 
 use std::sync::Arc;
 use std::time::Duration;
