@@ -15,6 +15,8 @@
 //! codes instead (`{"code": "<base64url>", "bytes": n}` out and `{"code": ...}` in; no
 //! candidate signals): the link runs without trickle and with short ICE credentials, and only
 //! what the code carries reaches the peer (docs/protocol/compact-signal.md).
+//! `--pacing-initial`/`--pacing-min` turn on the per-channel adaptive window
+//! (`Tuning::send_pacing`, off by default) with those sizes; `--no-pacing` keeps it off.
 //!
 //! The interop script is the one `tests/interop/peer-logic.js` and `tests/interop/aiortc_peer.py`
 //! run, so any two of them can be paired: the offerer opens `reliable` (ordered),
@@ -630,12 +632,15 @@ async fn make_link(
     if let Some(cc) = opts.sctp_cc {
         config.tuning.sctp_congestion_control = cc;
     }
-    if !opts.pacing {
-        config.tuning.send_pacing = None;
-    }
-    if let Some(pacing) = &mut config.tuning.send_pacing {
+    // The per-channel adaptive window is off by default; either of its flags turns it on.
+    if opts.pacing_initial.is_some() || opts.pacing_min.is_some() {
+        let mut pacing = config.tuning.send_pacing.unwrap_or_default();
         pacing.initial = opts.pacing_initial.unwrap_or(pacing.initial);
         pacing.min = opts.pacing_min.unwrap_or(pacing.min);
+        config.tuning.send_pacing = Some(pacing);
+    }
+    if !opts.pacing {
+        config.tuning.send_pacing = None;
     }
     if let Some(limit) = opts.send_limit {
         config.tuning.send_buffer_limit = Some(limit);
