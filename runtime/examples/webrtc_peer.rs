@@ -4,7 +4,7 @@
 //! webrtc_peer --role offerer|answerer [--bind 10.99.0.2] [--mode interop|bench|chat|priority]
 //!             [--bulk-mib 16] [--msg 65536] [--rtt 200] [--pair]
 //!             [--no-pacing] [--pacing-initial BYTES] [--pacing-min BYTES] [--send-limit BYTES]
-//!             [--codes] [--sctp-cc standard|rate]
+//!             [--codes] [--sctp-cc standard|rate] [--app-thread]
 //! ```
 //!
 //! Standard output carries one JSON object per line: `{"signal": <simple-peer signal>}` for the
@@ -17,6 +17,12 @@
 //! what the code carries reaches the peer (docs/protocol/compact-signal.md).
 //! `--pacing-initial`/`--pacing-min` turn on the per-channel adaptive window
 //! (`Tuning::send_pacing`, off by default) with those sizes; `--no-pacing` keeps it off.
+//!
+//! The script runs as a task on the runtime's workers, the way an async application awaits its
+//! links. `--app-thread` runs it on the main thread instead (inside `block_on`), like an
+//! application that awaits from a thread of its own or a binding's caller thread: each message
+//! received then crosses from a worker to that thread, which adds thread wake-ups to every
+//! round trip (docs/decisions/webrtc-performance.md, "Round trip of a small message").
 //!
 //! The interop script is the one `tests/interop/peer-logic.js` and `tests/interop/aiortc_peer.py`
 //! run, so any two of them can be paired: the offerer opens `reliable` (ordered),
@@ -69,6 +75,8 @@ struct Opts {
     sctp_cc: Option<SctpCongestionControl>,
     chat: bool,
     priority: bool,
+    /// Run the script on the main thread instead of as a runtime task.
+    app_thread: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -89,6 +97,7 @@ fn parse_args() -> Result<Opts, String> {
         sctp_cc: None,
         chat: false,
         priority: false,
+        app_thread: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -116,6 +125,7 @@ fn parse_args() -> Result<Opts, String> {
             "--msg" => opts.msg = value()?.parse().map_err(|e| format!("--msg: {e}"))?,
             "--rtt" => opts.rtt = value()?.parse().map_err(|e| format!("--rtt: {e}"))?,
             "--pair" => opts.pair = true,
+            "--app-thread" => opts.app_thread = true,
             "--codes" => opts.codes = true,
             "--no-pacing" => opts.pacing = false,
             "--sctp-cc" => {
@@ -693,6 +703,21 @@ async fn run_script(
     }
 }
 
+/// Runs the script where `--app-thread` says: as a runtime task (default) or on this thread.
+async fn script(
+    link: WebRtcLink,
+    channels: mpsc::UnboundedReceiver<WebRtcChannel>,
+    opts: Opts,
+) -> Value {
+    if opts.app_thread {
+        return run_script(link, channels, opts).await;
+    }
+    match tokio::spawn(run_script(link, channels, opts)).await {
+        Ok(report) => report,
+        Err(err) => json!({"error": format!("script task failed: {err}")}),
+    }
+}
+
 fn print_line(value: &Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
@@ -763,7 +788,7 @@ async fn stdio_peer(opts: Opts) -> Result<(), String> {
             }
         })
     };
-    let report = run_script(link.clone(), channels, opts).await;
+    let report = script(link.clone(), channels, opts).await;
     print_line(&json!({ "report": report }));
     // Keep the link up until the driver ends our input: the peer may still be receiving.
     let _ = input.await;
@@ -796,8 +821,8 @@ async fn pair(opts: Opts) -> Result<(), String> {
         ..opts
     };
     let (ra, rb) = tokio::join!(
-        run_script(a.clone(), a_ch, a_opts),
-        run_script(b.clone(), b_ch, b_opts)
+        script(a.clone(), a_ch, a_opts),
+        script(b.clone(), b_ch, b_opts)
     );
     print_line(&json!({"report": ra, "answerer": rb}));
     a.close().await;

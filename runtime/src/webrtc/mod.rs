@@ -6,6 +6,13 @@
 //! exchanged descriptions for the handshake's link binding. The signal format and the design
 //! are in `docs/protocol/webrtc.md`; the tuning and its measurements in
 //! `docs/decisions/webrtc-performance.md`.
+//!
+//! A link runs its tasks on the tokio runtime it was created in. For the shortest round trip,
+//! await [`ChannelReceiver::recv`] from a task on that runtime (`tokio::spawn`) rather than from
+//! a thread of your own or `block_on`: a message then reaches the task on the worker that read
+//! its datagram, without waking another thread. On an idle two-core machine a 1 KiB echo takes
+//! about 25 µs that way, and 30 or 120–180 µs from another thread, depending on which cores the
+//! threads sleep on.
 
 mod channel;
 pub mod compact;
