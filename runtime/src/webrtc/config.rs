@@ -170,7 +170,10 @@ pub struct Tuning {
     pub socket_send_buffer: Option<usize>,
     /// SCTP receive window advertised to the peer. `None` derives it from the socket
     /// receive buffer the kernel grants (so a peer sending a full window cannot overflow it);
-    /// the engine's own default is 1 MiB whatever the socket holds.
+    /// the engine's own default is 1 MiB whatever the socket holds. The window bounds what the
+    /// peer has in flight plus what this side has received in sequence and not yet read;
+    /// data held above a lost chunk until its repair does not close it, and everything queued
+    /// is bounded by four windows.
     pub sctp_receive_window: Option<u32>,
     /// When [`Tuning::sctp_receive_window`] is `None`: derive the window from the socket
     /// buffer (true) or keep the engine's 1 MiB (false).

@@ -1633,3 +1633,81 @@ fn test_reconfig_backoff_must_double_once() -> Result<()> {
 
 #[path = "message_selection_test.rs"]
 mod message_selection_test;
+
+/// peerlink: data held above a gap does not close the advertised window (it is acknowledged
+/// and out of flight), data waiting in sequence does, and a memory budget bounds both.
+#[test]
+fn test_window_credit_ignores_data_held_above_a_gap_within_the_budget() -> Result<()> {
+    let window: u32 = 8 * 1024;
+    let mut sender = timed_test_association();
+    let mut receiver = timed_test_association();
+    sender.cwnd = 1 << 20;
+    sender.rwnd = 1 << 20;
+    receiver.max_receive_buffer_size = window;
+    receiver.peer_last_tsn = sender.my_next_tsn.wrapping_sub(1);
+    let now = Instant::now();
+    let ppi = PayloadProtocolIdentifier::Binary;
+    let mut stream = sender.open_stream(1, ppi)?;
+    // 40 messages of 1000 bytes: five windows' worth.
+    for i in 0..40u8 {
+        stream.write_sctp(now, &Bytes::from(vec![i; 1000]), ppi)?;
+    }
+    receiver.open_stream(1, ppi)?;
+    let data = transmitted_data(&sender.gather_outbound(now).0);
+    assert_eq!(40, data.len());
+    assert_eq!(window, receiver.get_my_receiver_window_credit());
+
+    // The first chunk is lost: the next ten are held above the gap, acknowledged in a gap
+    // block, and leave the whole window open.
+    for chunk in &data[1..11] {
+        receiver.handle_data(chunk)?;
+    }
+    let sack = receiver.create_selective_ack_chunk();
+    assert_eq!(1, sack.gap_ack_blocks.len());
+    assert_eq!(window, sack.advertised_receiver_window_credit);
+
+    // Held data beyond three windows eats into the budget of four.
+    for chunk in &data[11..30] {
+        receiver.handle_data(chunk)?;
+    }
+    let held = 29 * 1000;
+    assert_eq!(
+        HELD_BUDGET_FACTOR * window - held,
+        receiver.get_my_receiver_window_credit()
+    );
+
+    // A full budget refuses new data above the gap (the sender resends it later): chunks
+    // are taken while any credit is left, so the budget overruns by one chunk at most.
+    for chunk in &data[30..36] {
+        receiver.handle_data(chunk)?;
+    }
+    assert_eq!(0, receiver.get_my_receiver_window_credit());
+    assert_eq!(
+        Some(&data[33].tsn),
+        receiver.payload_queue.get_last_tsn_received()
+    );
+
+    // ...but the repair is taken: everything queued becomes in sequence and unread, which
+    // closes the window until the application reads.
+    receiver.handle_data(&data[0])?;
+    assert_eq!(data[33].tsn, receiver.peer_last_tsn);
+    assert_eq!(
+        0,
+        receiver
+            .create_selective_ack_chunk()
+            .advertised_receiver_window_credit
+    );
+    let mut buf = vec![0; 1000];
+    let mut read = 0;
+    while let Some(chunks) = receiver.stream(1)?.read_sctp()? {
+        assert_eq!(1000, chunks.read(&mut buf)?);
+        assert!(
+            buf.iter().all(|b| *b == read as u8),
+            "message {read} intact and in order"
+        );
+        read += 1;
+    }
+    assert_eq!(34, read);
+    assert_eq!(window, receiver.get_my_receiver_window_credit());
+    Ok(())
+}

@@ -69,6 +69,11 @@ pub(crate) mod timer;
 #[cfg(test)]
 mod association_test;
 
+/// peerlink: everything the reassembly queues may hold, in receive windows
+/// (`max_receive_buffer_size`): data waiting to be read plus data held above a gap in the TSN
+/// sequence (see `get_my_receiver_window_credit`).
+pub(crate) const HELD_BUDGET_FACTOR: u32 = 4;
+
 /// Reasons why an association might be lost
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
@@ -2381,13 +2386,32 @@ impl Association {
             .any(|s| s.reassembly_queue.is_readable())
     }
 
+    /// The receive window advertised in SACKs (a_rwnd).
+    ///
+    /// `max_receive_buffer_size` bounds what the peer may have in flight: the peer subtracts
+    /// its unacknowledged bytes from this credit, so a window sized to the UDP socket keeps a
+    /// full window from overflowing it. Bytes waiting in the reassembly queue in TSN sequence
+    /// (up to the cumulative TSN: data the application has not read yet) are taken off it, so
+    /// a slow reader closes the window. Bytes held above a gap (`payload_queue`: received, not
+    /// deliverable until a lost chunk is repaired, already acknowledged by a gap block, and
+    /// no longer in flight) are not: counting them would shrink the window by every loss
+    /// for as long as the repair takes, which on a long lossy path keeps the sender from ever
+    /// filling it. Those bytes are bounded instead by a memory budget of
+    /// `HELD_BUDGET_FACTOR` windows for everything queued.
     pub(crate) fn get_my_receiver_window_credit(&self) -> u32 {
-        let mut bytes_queued = 0;
+        let mut bytes_queued: u32 = 0;
         for s in self.streams.values() {
-            bytes_queued += s.get_num_bytes_in_reassembly_queue() as u32;
+            bytes_queued =
+                bytes_queued.saturating_add(s.get_num_bytes_in_reassembly_queue() as u32);
         }
-
-        self.max_receive_buffer_size.saturating_sub(bytes_queued)
+        let held = u32::try_from(self.payload_queue.get_num_bytes()).unwrap_or(u32::MAX);
+        let in_sequence = bytes_queued.saturating_sub(held);
+        let window = self.max_receive_buffer_size.saturating_sub(in_sequence);
+        let budget = self
+            .max_receive_buffer_size
+            .saturating_mul(HELD_BUDGET_FACTOR)
+            .saturating_sub(bytes_queued);
+        window.min(budget)
     }
 
     /// gather_outbound gathers outgoing packets. The returned bool value set to
