@@ -99,7 +99,19 @@ async fn run(config: &WebRtcConfig, msg: usize, total: usize) -> Result<RunResul
     offerer.start().await.map_err(|e| e.to_string())?;
     tokio::time::timeout(Duration::from_secs(10), channel.opened())
         .await
-        .map_err(|_| "open timeout".to_string())?
+        .map_err(|_| {
+            // Where the setup stopped: ICE and DTLS (the link states) or the channel.
+            format!(
+                "open timeout (offerer {:?}, answerer {:?}, answerer's channel {})",
+                offerer.state(),
+                answerer.state(),
+                if ch_rx.is_empty() {
+                    "not announced"
+                } else {
+                    "announced"
+                }
+            )
+        })?
         .map_err(|e| e.to_string())?;
     let connect = t0.elapsed();
     let mut remote = tokio::time::timeout(Duration::from_secs(10), ch_rx.recv())
