@@ -96,7 +96,7 @@ run() {
   echo "### $label"
   # shellcheck disable=SC2086
   timeout 1800 ip netns exec "$NS" "$BENCH" --mib "$MIB" --runs "$RUNS" --ice-interval-ms 20 ${BENCH_ARGS:-} "$@" \
-    | grep -E "^(run|median)|rror|anic" || true
+    | grep --line-buffered -E "^(run|median)|rror|anic" || true
 }
 
 CC=$(inns cat /proc/sys/net/ipv4/tcp_congestion_control)

@@ -114,6 +114,7 @@ async fn run(config: &WebRtcConfig, msg: usize, total: usize) -> Result<RunResul
         })?
         .map_err(|e| e.to_string())?;
     let connect = t0.elapsed();
+    trace("opened");
     let mut remote = tokio::time::timeout(Duration::from_secs(10), ch_rx.recv())
         .await
         .map_err(|_| "remote channel timeout".to_string())?
@@ -124,6 +125,7 @@ async fn run(config: &WebRtcConfig, msg: usize, total: usize) -> Result<RunResul
     let count = total / msg;
     let (tx, _rx) = channel.split();
     let t1 = Instant::now();
+    trace("bulk start");
     let sender = tokio::spawn(async move {
         for _ in 0..count {
             if let Err(e) = tx.send(payload.clone()).await {
@@ -141,15 +143,26 @@ async fn run(config: &WebRtcConfig, msg: usize, total: usize) -> Result<RunResul
         received += got.len();
     }
     let elapsed = t1.elapsed();
+    trace("received");
     sender.await.map_err(|e| e.to_string())??;
+    trace("sender done");
     let rcvbuf = rcvbuf_errors().saturating_sub(errors_before);
     offerer.close().await;
+    trace("offerer closed");
     answerer.close().await;
+    trace("answerer closed");
     Ok(RunResult {
         connect,
         throughput_mb_s: received as f64 / elapsed.as_secs_f64() / 1e6,
         rcvbuf_errors: rcvbuf,
     })
+}
+
+/// With `BENCH_TRACE` set, prints `what` with the wall-clock time to stderr.
+fn trace(what: &str) {
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        eprintln!("{:?} {what}", std::time::SystemTime::now());
+    }
 }
 
 /// The same transfer over one TCP connection on 127.0.0.1 (connect time: the TCP handshake),
@@ -203,11 +216,21 @@ async fn run_tcp(msg: usize, total: usize, cc: Option<&str>) -> Result<RunResult
     })
 }
 
-fn parse_opt(value: &str) -> Option<usize> {
+/// `value` as a number for `flag`, or exit with a message: a mistyped figure must not quietly
+/// run the default.
+fn num<T: std::str::FromStr>(flag: &str, value: &str) -> T {
+    value.parse().unwrap_or_else(|_| {
+        eprintln!("{flag}: not a number: {value:?}");
+        std::process::exit(2);
+    })
+}
+
+/// Like [`num`], with `none` for "not set".
+fn parse_opt(flag: &str, value: &str) -> Option<usize> {
     if value == "none" {
         None
     } else {
-        value.parse().ok()
+        Some(num(flag, value))
     }
 }
 
@@ -226,7 +249,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut tuning = Tuning::default();
     let mut msg = 64 * 1024;
-    let mut mib = 200;
+    let mut mib: f64 = 200.0;
     let mut runs = 5;
     let mut tcp = false;
     let mut tcp_cc: Option<String> = None;
@@ -264,24 +287,24 @@ async fn main() {
                 i += 1;
                 continue;
             }
-            "--rcvbuf" => tuning.socket_recv_buffer = parse_opt(&value),
-            "--sndbuf" => tuning.socket_send_buffer = parse_opt(&value),
-            "--limit" => tuning.send_buffer_limit = parse_opt(&value),
-            "--window" => tuning.sctp_receive_window = parse_opt(&value).map(|v| v as u32),
+            "--rcvbuf" => tuning.socket_recv_buffer = parse_opt(&args[i], &value),
+            "--sndbuf" => tuning.socket_send_buffer = parse_opt(&args[i], &value),
+            "--limit" => tuning.send_buffer_limit = parse_opt(&args[i], &value),
+            "--window" => {
+                tuning.sctp_receive_window = parse_opt(&args[i], &value).map(|v| v as u32)
+            }
             "--ice-interval-ms" => {
                 tuning.ice_check_interval =
-                    parse_opt(&value).map(|ms| Duration::from_millis(ms as u64))
+                    parse_opt(&args[i], &value).map(|ms| Duration::from_millis(ms as u64))
             }
             "--kick-us" => {
                 tuning.setup_kick_interval =
-                    parse_opt(&value).map(|us| Duration::from_micros(us as u64))
+                    parse_opt(&args[i], &value).map(|us| Duration::from_micros(us as u64))
             }
-            "--max-message" => {
-                tuning.max_message_size = value.parse().unwrap_or(tuning.max_message_size)
-            }
-            "--msg" => msg = value.parse().unwrap_or(msg),
-            "--mib" => mib = value.parse().unwrap_or(mib),
-            "--runs" => runs = value.parse().unwrap_or(runs),
+            "--max-message" => tuning.max_message_size = num(&args[i], &value),
+            "--msg" => msg = num(&args[i], &value),
+            "--mib" => mib = num(&args[i], &value),
+            "--runs" => runs = num(&args[i], &value),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -300,14 +323,20 @@ async fn main() {
         config.ice_servers = vec![turn];
         config.ice_transport_policy = IceTransportPolicy::Relay;
     }
+    if msg == 0 || mib.is_nan() || mib <= 0.0 {
+        eprintln!("--msg and --mib must be positive");
+        std::process::exit(2);
+    }
+    // Whole messages: at least one.
+    let total = ((mib * 1024.0 * 1024.0) as usize).max(msg);
     println!("tuning: {tuning:?}, message {msg} B, {mib} MiB, {runs} runs");
     let mut connects = Vec::new();
     let mut rates = Vec::new();
     for r in 0..runs {
         let result = if tcp {
-            run_tcp(msg, mib * 1024 * 1024, tcp_cc.as_deref()).await
+            run_tcp(msg, total, tcp_cc.as_deref()).await
         } else {
-            run(&config, msg, mib * 1024 * 1024).await
+            run(&config, msg, total).await
         };
         match result {
             Ok(res) => {
