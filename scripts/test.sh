@@ -71,6 +71,9 @@ suite_rust() {
   # unit tests cover the congestion controllers and timers that peerlink changed. About a minute.
   CARGO_TARGET_DIR=$ROOT/target/vendored \
     cargo test --manifest-path third_party/rtc-sctp/Cargo.toml --locked -q || rc=1
+  # The vendored DTLS engine's library tests (handshake retransmission timing among them).
+  CARGO_TARGET_DIR=$ROOT/target/vendored \
+    cargo test --manifest-path third_party/rtc-dtls/Cargo.toml --locked --lib -q || rc=1
   return $rc
 }
 
