@@ -356,7 +356,7 @@ fn handle_init_test(name: &str, initial_state: AssociationState, expect_err: boo
     };
     init.set_supported_extensions();
 
-    let result = a.handle_init(&pkt, &init);
+    let result = a.handle_init(&pkt, &init, Instant::now());
     if expect_err {
         assert!(result.is_err(), "{} should fail", name);
         return;
@@ -423,7 +423,7 @@ fn test_assoc_negotiated_max_streams() -> Result<()> {
         ..Default::default()
     };
     init.set_supported_extensions();
-    a.handle_init(&pkt, &init)?;
+    a.handle_init(&pkt, &init, Instant::now())?;
 
     // `handle_init` narrowed the counts to 1001 outbound / 1002 inbound (see
     // `handle_init_test`), but the handshake is still in flight.
@@ -1710,4 +1710,46 @@ fn test_window_credit_ignores_data_held_above_a_gap_within_the_budget() -> Resul
     assert_eq!(34, read);
     assert_eq!(window, receiver.get_my_receiver_window_credit());
     Ok(())
+}
+
+/// Whether the packets `a` has to send carry an INIT chunk.
+fn sends_init(a: &mut Association, now: Instant) -> bool {
+    let mut found = false;
+    while let Some(transmit) = a.poll_transmit(now) {
+        if let Payload::RawEncode(raws) = transmit.message {
+            for raw in raws {
+                found |= Packet::unmarshal(&raw)
+                    .unwrap()
+                    .chunks
+                    .iter()
+                    .any(|c| c.as_any().is::<ChunkInit>());
+            }
+        }
+    }
+    found
+}
+
+// peerlink: a lost INIT costs the short handshake RTO, doubling, not the one-second initial RTO.
+#[test]
+fn an_unanswered_init_is_resent_after_the_handshake_rto_then_doubling() {
+    let start = Instant::now();
+    let mut a = Association::new(
+        None,
+        Arc::new(TransportConfig::default()),
+        1400,
+        0,
+        SocketAddr::from_str("0.0.0.0:0").unwrap(),
+        SocketAddr::from_str("0.0.0.0:0").unwrap(),
+        TransportProtocol::UDP,
+        start,
+    );
+    assert!(sends_init(&mut a, start), "the INIT leaves at once");
+    let mut now = start;
+    for wait in [250, 500, 1000] {
+        let deadline = a.poll_timeout().expect("T1-init is armed");
+        assert_eq!(deadline - now, Duration::from_millis(wait));
+        now = deadline;
+        a.handle_timeout(now);
+        assert!(sends_init(&mut a, now), "the INIT is sent again");
+    }
 }

@@ -251,6 +251,12 @@ pub struct Association {
     // Chunks stored for retransmission
     stored_init: Option<ChunkInit>,
     stored_cookie_echo: Option<ChunkCookieEcho>,
+    // peerlink: when the handshake chunk now awaiting its answer (INIT, COOKIE ECHO; INIT ACK on
+    // the accepting side) was sent, while it has been sent once; its answer gives the first RTT
+    // sample (`sample_handshake_rtt`).
+    handshake_probe: Option<Instant>,
+    // peerlink: INITs answered; a repeated one makes the INIT ACK's answer ambiguous.
+    inits_answered: u32,
     next_stream_generation: u64,
     next_message_id: u64,
     /// Per-chunk lookups on the receive path; SIDs are bounded by the
@@ -350,6 +356,8 @@ impl Default for Association {
             // Chunks stored for retransmission
             stored_init: None,
             stored_cookie_echo: None,
+            handshake_probe: None,
+            inits_answered: 0,
             next_stream_generation: 0,
             next_message_id: 0,
             streams: FxHashMap::default(),
@@ -459,8 +467,9 @@ impl Association {
             this.set_state(AssociationState::CookieWait);
             this.stored_init = Some(init);
             let _ = this.send_init();
-            this.timers
-                .start(Timer::T1Init, now, this.rto_mgr.get_rto());
+            let interval = this.timer_interval(Timer::T1Init);
+            this.timers.start(Timer::T1Init, now, interval);
+            this.handshake_probe = Some(now);
         }
 
         this
@@ -572,8 +581,19 @@ impl Association {
                 if self.state() == AssociationState::Closed {
                     break;
                 }
-                self.timers.start(timer, now, self.rto_mgr.get_rto());
+                let interval = self.timer_interval(timer);
+                self.timers.start(timer, now, interval);
             }
+        }
+    }
+
+    /// The base interval `timer` is armed with (the timer table doubles it per expiry): the
+    /// current RTO, except for T1-init and T1-cookie, which wait at most
+    /// [`timer::HANDSHAKE_RTO`] (peerlink: not in upstream; see that constant).
+    fn timer_interval(&self, timer: Timer) -> u64 {
+        match timer {
+            Timer::T1Init | Timer::T1Cookie => self.rto_mgr.get_rto().min(timer::HANDSHAKE_RTO),
+            _ => self.rto_mgr.get_rto(),
         }
     }
 
@@ -1045,7 +1065,7 @@ impl Association {
             if c.is_ack {
                 self.handle_init_ack(p, c, now)?
             } else {
-                self.handle_init(p, c)?
+                self.handle_init(p, c, now)?
             }
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkAbort>() {
             let mut err_str = String::new();
@@ -1067,9 +1087,9 @@ impl Association {
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkHeartbeat>() {
             self.handle_heartbeat(c)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkCookieEcho>() {
-            self.handle_cookie_echo(c)?
+            self.handle_cookie_echo(c, now)?
         } else if chunk_any.downcast_ref::<ChunkCookieAck>().is_some() {
-            self.handle_cookie_ack()?
+            self.handle_cookie_ack(now)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkPayloadData>() {
             self.handle_data(c)?
         } else if let Some(c) = chunk_any.downcast_ref::<ChunkSelectiveAck>() {
@@ -1097,7 +1117,7 @@ impl Association {
         Ok(())
     }
 
-    fn handle_init(&mut self, p: &Packet, i: &ChunkInit) -> Result<Vec<Packet>> {
+    fn handle_init(&mut self, p: &Packet, i: &ChunkInit, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] chunkInit received in state '{}'", self.side, state);
 
@@ -1191,6 +1211,15 @@ impl Association {
 
         outbound.chunks = vec![Box::new(init_ack)];
 
+        // The INIT ACK leaves now; the COOKIE ECHO answering it is an RTT sample, unless an
+        // INIT came more than once (which INIT ACK would it answer?) or this side sent its own.
+        self.handshake_probe = if state == AssociationState::Closed && self.inits_answered == 0 {
+            Some(now)
+        } else {
+            None
+        };
+        self.inits_answered = self.inits_answered.saturating_add(1);
+
         Ok(vec![outbound])
     }
 
@@ -1270,10 +1299,12 @@ impl Association {
                 cookie: v.cookie.clone(),
             });
 
+            self.sample_handshake_rtt(now);
             self.send_cookie_echo()?;
+            self.handshake_probe = Some(now);
 
-            self.timers
-                .start(Timer::T1Cookie, now, self.rto_mgr.get_rto());
+            let interval = self.timer_interval(Timer::T1Cookie);
+            self.timers.start(Timer::T1Cookie, now, interval);
 
             self.set_state(AssociationState::CookieEchoed);
 
@@ -1310,7 +1341,7 @@ impl Association {
         Ok(vec![])
     }
 
-    fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho) -> Result<Vec<Packet>> {
+    fn handle_cookie_echo(&mut self, c: &ChunkCookieEcho, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] COOKIE-ECHO received in state '{}'", self.side, state);
 
@@ -1333,6 +1364,7 @@ impl Association {
 
                     self.timers.stop(Timer::T1Cookie);
                     self.stored_cookie_echo = None;
+                    self.sample_handshake_rtt(now);
 
                     self.events.push_back(Event::Connected);
                     self.set_state(AssociationState::Established);
@@ -1355,7 +1387,7 @@ impl Association {
         }])
     }
 
-    fn handle_cookie_ack(&mut self) -> Result<Vec<Packet>> {
+    fn handle_cookie_ack(&mut self, now: Instant) -> Result<Vec<Packet>> {
         let state = self.state();
         debug!("[{}] COOKIE-ACK received in state '{}'", self.side, state);
         if state != AssociationState::CookieEchoed {
@@ -1368,12 +1400,28 @@ impl Association {
 
         self.timers.stop(Timer::T1Cookie);
         self.stored_cookie_echo = None;
+        self.sample_handshake_rtt(now);
 
         self.events.push_back(Event::Connected);
         self.set_state(AssociationState::Established);
         self.handshake_completed = true;
 
         Ok(vec![])
+    }
+
+    /// peerlink: not in upstream. Takes the answer to a handshake chunk sent once as the
+    /// first RTT sample. Upstream measured only DATA, so the first DATA chunks (a data
+    /// channel's DCEP OPEN and ACK, the first message) were retransmitted after the 1 s
+    /// initial RTO when lost, on any path; with this sample the timeout follows the path
+    /// (at least `RTO_MIN`) from the first DATA chunk on. A chunk sent more than once gives no
+    /// sample (Karn's rule), since its answer may belong to either copy.
+    fn sample_handshake_rtt(&mut self, now: Instant) {
+        if let Some(sent) = self.handshake_probe.take()
+            && self.rto_mgr.srtt == 0
+        {
+            let rtt = now.saturating_duration_since(sent).as_millis() as u64;
+            self.rto_mgr.set_new_rtt(rtt);
+        }
     }
 
     fn handle_data(&mut self, d: &ChunkPayloadData) -> Result<Vec<Packet>> {
@@ -3528,6 +3576,7 @@ impl Association {
     fn on_retransmission_timeout(&mut self, timer_id: Timer, n_rtos: usize, now: Instant) {
         match timer_id {
             Timer::T1Init => {
+                self.handshake_probe = None;
                 if let Err(err) = self.send_init() {
                     debug!(
                         "[{}] failed to retransmit init (n_rtos={}): {:?}",
@@ -3537,6 +3586,7 @@ impl Association {
             }
 
             Timer::T1Cookie => {
+                self.handshake_probe = None;
                 if let Err(err) = self.send_cookie_echo() {
                     debug!(
                         "[{}] failed to retransmit cookie-echo (n_rtos={}): {:?}",

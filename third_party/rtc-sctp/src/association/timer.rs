@@ -176,6 +176,14 @@ impl TimerTable {
 // RFC 9260 §16 recommends a one-second initial RTO.  This value is used by
 // both T1-init and T1-cookie before an RTT measurement is available.
 const RTO_INITIAL: u64 = 1000; // msec
+// peerlink: not in upstream. The longest first wait of T1-init and T1-cookie (they double on
+// each expiry from there, as before). Upstream used the initial RTO, so a lost INIT, INIT ACK,
+// COOKIE ECHO or COOKIE ACK delayed the channel's opening by a second. Over WebRTC the
+// association starts only after ICE and DTLS have worked on the path, so a quarter of a second
+// is more than a round trip on most paths; a spurious copy of these chunks costs one packet and
+// leaves the congestion state alone, unlike a spurious T3-rtx, which is why the initial RTO for
+// DATA stays at one second.
+pub(crate) const HANDSHAKE_RTO: u64 = 250; // msec
 // peerlink: 1000 ms in upstream rtc-sctp 0.21.1 (RFC 9260's RTO.Min). A one-second floor
 // makes every timeout-recovered loss cost a second even on a 100 ms path; 200 ms is Linux
 // TCP's floor and still above the 50 ms delayed-SACK timer of ACK_INTERVAL.
@@ -339,6 +347,26 @@ mod tests {
     fn rto_manager_uses_rfc9260_initial_rto() {
         assert_eq!(RTO_INITIAL, 1000);
         assert_eq!(RtoManager::new().get_rto(), RTO_INITIAL);
+    }
+
+    #[test]
+    fn handshake_timers_double_from_the_shorter_handshake_rto() {
+        let mut timers = TimerTable::new(TimerConfig::default());
+        let mut now = Instant::now();
+        let interval = RtoManager::new().get_rto().min(HANDSHAKE_RTO);
+        assert_eq!(interval, 250);
+        timers.start(Timer::T1Init, now, interval);
+        for wait in [250, 500, 1000, 2000] {
+            assert_eq!(
+                timers.next_timeout(),
+                Some(now + Duration::from_millis(wait))
+            );
+            now += Duration::from_millis(wait);
+            let (expired, failure, _) = timers.is_expired(Timer::T1Init, now);
+            assert!(expired && !failure);
+            timers.set(Timer::T1Init, None);
+            timers.start(Timer::T1Init, now, interval);
+        }
     }
 
     #[test]

@@ -3774,3 +3774,43 @@ fn test_abort_closes_both_sides() -> Result<()> {
     pair.client_conn_mut(client_ch).abort()?;
     Ok(())
 }
+
+// peerlink: the handshake gives both sides their first RTT sample, so the first DATA chunks
+// are retransmitted after a timeout that follows the path instead of the 1 s initial RTO.
+#[test]
+fn test_handshake_gives_both_sides_an_rtt_sample() -> Result<()> {
+    let mut pair = Pair::default();
+    pair.latency = Duration::from_millis(50);
+    let (client_ch, server_ch) = pair.connect();
+    let client = &pair.client_conn_mut(client_ch).rto_mgr;
+    let client = (client.srtt, client.get_rto());
+    let server = &pair.server_conn_mut(server_ch).rto_mgr;
+    let server = (server.srtt, server.get_rto());
+    // From INIT / INIT ACK (client) and INIT ACK / COOKIE ECHO (server); RTO = srtt + 4 x rttvar.
+    assert_eq!(client, (100, 300));
+    assert_eq!(server, (100, 300));
+    Ok(())
+}
+
+// peerlink: a handshake chunk sent twice gives no sample (Karn's rule): the INIT ACK answers
+// one of two INITs, so only the COOKIE ECHO / COOKIE ACK exchange is measured.
+#[test]
+fn test_retransmitted_handshake_chunk_gives_no_rtt_sample() -> Result<()> {
+    let mut pair = Pair::default();
+    pair.latency = Duration::from_millis(50);
+    let client_ch = pair.begin_connect(client_config());
+    // The first INIT is lost; T1-init sends it again 250 ms later.
+    pair.client.drive(pair.time, pair.server.addr);
+    assert!(!pair.client.outbound.is_empty(), "the INIT was sent");
+    pair.client.outbound.clear();
+    pair.drive();
+    let server_ch = pair.server.assert_accept();
+    pair.finish_connect(client_ch, server_ch);
+    assert_eq!(
+        pair.client_conn_mut(client_ch).rto_mgr.srtt,
+        100,
+        "measured from the COOKIE ECHO, not from the first INIT (350 ms)"
+    );
+    assert_eq!(pair.server_conn_mut(server_ch).rto_mgr.srtt, 100);
+    Ok(())
+}
