@@ -242,8 +242,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
+        // To stderr: stdout carries the results, which scripts filter.
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
             .init();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
