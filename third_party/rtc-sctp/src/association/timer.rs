@@ -174,7 +174,8 @@ impl TimerTable {
 }
 
 // RFC 9260 §16 recommends a one-second initial RTO.  This value is used by
-// both T1-init and T1-cookie before an RTT measurement is available.
+// both T1-init and T1-cookie before an RTT measurement is available
+// (peerlink: capped at HANDSHAKE_RTO for those two, below).
 const RTO_INITIAL: u64 = 1000; // msec
 // peerlink: not in upstream. The longest first wait of T1-init and T1-cookie (they double on
 // each expiry from there, as before). Upstream used the initial RTO, so a lost INIT, INIT ACK,
