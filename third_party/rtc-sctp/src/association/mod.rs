@@ -255,8 +255,6 @@ pub struct Association {
     // the accepting side) was sent, while it has been sent once; its answer gives the first RTT
     // sample (`sample_handshake_rtt`).
     handshake_probe: Option<Instant>,
-    // peerlink: INITs answered; a repeated one makes the INIT ACK's answer ambiguous.
-    inits_answered: u32,
     next_stream_generation: u64,
     next_message_id: u64,
     /// Per-chunk lookups on the receive path; SIDs are bounded by the
@@ -357,7 +355,6 @@ impl Default for Association {
             stored_init: None,
             stored_cookie_echo: None,
             handshake_probe: None,
-            inits_answered: 0,
             next_stream_generation: 0,
             next_message_id: 0,
             streams: FxHashMap::default(),
@@ -1199,7 +1196,9 @@ impl Association {
             ..Default::default()
         };
 
-        if self.my_cookie.is_none() {
+        // The cookie is made for the first INIT: with one already made this INIT repeats one.
+        let first_init = self.my_cookie.is_none();
+        if first_init {
             self.my_cookie = Some(ParamStateCookie::new());
         }
 
@@ -1213,12 +1212,7 @@ impl Association {
 
         // The INIT ACK leaves now; the COOKIE ECHO answering it is an RTT sample, unless an
         // INIT came more than once (which INIT ACK would it answer?) or this side sent its own.
-        self.handshake_probe = if state == AssociationState::Closed && self.inits_answered == 0 {
-            Some(now)
-        } else {
-            None
-        };
-        self.inits_answered = self.inits_answered.saturating_add(1);
+        self.handshake_probe = (first_init && state == AssociationState::Closed).then_some(now);
 
         Ok(vec![outbound])
     }
