@@ -74,6 +74,9 @@ suite_rust() {
   # The vendored DTLS engine's library tests (handshake retransmission timing among them).
   CARGO_TARGET_DIR=$ROOT/target/vendored \
     cargo test --manifest-path third_party/rtc-dtls/Cargo.toml --locked --lib -q || rc=1
+  # The vendored ICE agent's library tests (check pacing, peer-reflexive candidates).
+  CARGO_TARGET_DIR=$ROOT/target/vendored \
+    cargo test --manifest-path third_party/rtc-ice/Cargo.toml --locked --lib -q || rc=1
   return $rc
 }
 

@@ -83,9 +83,10 @@ pub(crate) async fn report(pc: &dyn PeerConnection, ice_restarts: u32) -> Option
         _ => None,
     };
     // The statistics know only candidates that were gathered or signalled: a peer-reflexive
-    // remote candidate (learnt from a connectivity check, common right after an ICE restart
-    // when the check arrives before the trickled candidate) has no entry. The ICE agent's
-    // selected pair always has both ends.
+    // remote candidate (learnt from a connectivity check that overtook the trickled candidate,
+    // common right after an ICE restart) has no entry, and keeps its id when the trickled
+    // candidate arrives and takes its place in the agent (third_party/rtc-ice/PEERLINK.md). The
+    // ICE agent's selected pair always has both ends, with the signalled type once known.
     let (local, remote) = match (
         candidate(&pair.local_candidate_id, "RTCLocalIceCandidate_"),
         candidate(&pair.remote_candidate_id, "RTCRemoteIceCandidate_"),

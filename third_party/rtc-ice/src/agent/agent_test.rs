@@ -234,6 +234,39 @@ fn test_on_selected_candidate_pair_change() -> Result<()> {
     Ok(())
 }
 
+/// A connectivity check as the peer sends it, for an agent that knows no remote credentials
+/// yet: handled, it makes the sender a peer-reflexive remote candidate.
+fn binding_request_from_peer(a: &mut Agent, priority: u32) -> Result<Message> {
+    let (username, local_pwd, tie_breaker) = {
+        a.ufrag_pwd.remote_credentials = Some(Credentials {
+            ufrag: "".to_string(),
+            pwd: "".to_string(),
+        });
+        (
+            a.ufrag_pwd.local_credentials.ufrag.to_owned() + ":",
+            a.ufrag_pwd.local_credentials.pwd.clone(),
+            a.tie_breaker,
+        )
+    };
+
+    let mut msg = Message::new();
+    msg.build(&[
+        Box::new(BINDING_REQUEST),
+        Box::new(TransactionId::new()),
+        Box::new(Username::new(ATTR_USERNAME, username)),
+        Box::new(UseCandidateAttr::new()),
+        Box::new(AttrControlling(tie_breaker)),
+        Box::new(PriorityAttr(priority)),
+        Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+            local_pwd,
+            test_crypto_provider().crypto(),
+        )),
+        Box::new(FINGERPRINT),
+    ])?;
+
+    Ok(msg)
+}
+
 #[test]
 fn test_handle_peer_reflexive_udp_pflx_candidate() -> Result<()> {
     let mut a = Agent::new(
@@ -261,32 +294,7 @@ fn test_handle_peer_reflexive_udp_pflx_candidate() -> Result<()> {
 
     let remote_addr = SocketAddr::from_str("172.17.0.3:999")?;
 
-    let (username, local_pwd, tie_breaker) = {
-        a.ufrag_pwd.remote_credentials = Some(Credentials {
-            ufrag: "".to_string(),
-            pwd: "".to_string(),
-        });
-        (
-            a.ufrag_pwd.local_credentials.ufrag.to_owned() + ":",
-            a.ufrag_pwd.local_credentials.pwd.clone(),
-            a.tie_breaker,
-        )
-    };
-
-    let mut msg = Message::new();
-    msg.build(&[
-        Box::new(BINDING_REQUEST),
-        Box::new(TransactionId::new()),
-        Box::new(Username::new(ATTR_USERNAME, username)),
-        Box::new(UseCandidateAttr::new()),
-        Box::new(AttrControlling(tie_breaker)),
-        Box::new(PriorityAttr(local_priority)),
-        Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-            local_pwd,
-            test_crypto_provider().crypto(),
-        )),
-        Box::new(FINGERPRINT),
-    ])?;
+    let mut msg = binding_request_from_peer(&mut a, local_priority)?;
 
     {
         a.handle_inbound(Instant::now(), &mut msg, local, remote_addr)?;
@@ -319,6 +327,58 @@ fn test_handle_peer_reflexive_udp_pflx_candidate() -> Result<()> {
             );
         }
     }
+
+    a.close()?;
+    Ok(())
+}
+
+/// peerlink patch: a trickled candidate that arrives after a check from the same address made
+/// that address a peer-reflexive candidate replaces it in place: one remote candidate, one
+/// pair, the same id, the signalled type and priority. A candidate at another port is new.
+#[test]
+fn test_signalled_candidate_replaces_the_peer_reflexive_one_at_its_address() -> Result<()> {
+    let mut a = Agent::new(
+        Instant::now(),
+        Arc::new(AgentConfig::default()),
+        test_crypto_provider(),
+    )?;
+    let local_candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: "192.168.0.2".to_owned(),
+            port: 777,
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    let local_priority = local_candidate.priority();
+    a.add_local_candidate(local_candidate)?;
+    let remote_addr = SocketAddr::from_str("172.17.0.3:999")?;
+    let mut msg = binding_request_from_peer(&mut a, local_priority)?;
+    a.handle_inbound(Instant::now(), &mut msg, 0, remote_addr)?;
+    assert_eq!(a.remote_candidates.len(), 1);
+    let prflx = a.remote_candidates[0].clone();
+    assert_eq!(prflx.candidate_type(), CandidateType::PeerReflexive);
+    let pairs = a.candidate_pairs.len();
+    assert_eq!(pairs, 1, "the check paired the peer-reflexive candidate");
+
+    let host = unmarshal_candidate("candidate:1 1 udp 2130706431 172.17.0.3 999 typ host")?;
+    assert!(a.add_remote_candidate(host)?);
+    assert_eq!(a.remote_candidates.len(), 1, "replaced, not added");
+    let adopted = &a.remote_candidates[0];
+    assert_eq!(adopted.candidate_type(), CandidateType::Host);
+    assert_eq!(adopted.priority(), 2130706431);
+    assert_eq!(adopted.id(), prflx.id(), "keeps the id its statistics use");
+    assert_eq!(adopted.last_received, prflx.last_received);
+    assert_eq!(a.candidate_pairs.len(), pairs, "no second pair");
+    assert_eq!(a.candidate_pairs[0].remote_priority, 2130706431);
+
+    let other = unmarshal_candidate("candidate:2 1 udp 2130706431 172.17.0.3 1000 typ host")?;
+    assert!(a.add_remote_candidate(other)?);
+    assert_eq!(a.remote_candidates.len(), 2, "another port is another candidate");
+    assert_eq!(a.candidate_pairs.len(), pairs + 1);
 
     a.close()?;
     Ok(())

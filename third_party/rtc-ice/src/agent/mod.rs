@@ -499,6 +499,9 @@ impl Agent {
 
     fn trigger_request_connectivity_check(&mut self, remote_candidates: Vec<Candidate>) {
         for c in remote_candidates {
+            if self.adopt_signalled_candidate(&c) {
+                continue;
+            }
             if !self.remote_candidates.iter().any(|cand| cand.equal(&c)) {
                 self.remote_candidates.push(c);
                 let remote_index = self.remote_candidates.len() - 1;
@@ -514,6 +517,46 @@ impl Agent {
                 self.request_connectivity_check();
             }
         }
+    }
+
+    /// peerlink patch: a signalled candidate that names the transport address of a
+    /// peer-reflexive one already learnt from a connectivity check (the check overtook the
+    /// trickled candidate) takes that candidate's place instead of becoming a second candidate
+    /// with a pair of its own (RFC 8445 §7.3.1.3, RFC 8838 §11). The entry keeps its id, its
+    /// traffic times and its pairs, so a selected pair stays selected and its statistics keep
+    /// counting; it takes the signalled type, priority, foundation and related address, so the
+    /// pair reports what the peer signalled (`host` rather than `prflx`). Returns whether the
+    /// candidate was adopted this way.
+    fn adopt_signalled_candidate(&mut self, c: &Candidate) -> bool {
+        if c.candidate_type() == CandidateType::PeerReflexive {
+            return false;
+        }
+        let Some(index) = self.remote_candidates.iter().position(|known| {
+            known.candidate_type() == CandidateType::PeerReflexive
+                && known.network_type() == c.network_type()
+                && known.addr() == c.addr()
+        }) else {
+            return false;
+        };
+        let known = &self.remote_candidates[index];
+        let mut adopted = c.clone();
+        adopted.id = known.id.clone();
+        adopted.last_sent = known.last_sent;
+        adopted.last_received = known.last_received;
+        let priority = adopted.priority();
+        debug!(
+            "[{}]: signalled candidate {} replaces peer-reflexive {}",
+            self.get_name(),
+            adopted,
+            known
+        );
+        self.remote_candidates[index] = adopted;
+        for pair in &mut self.candidate_pairs {
+            if pair.remote_index == index {
+                pair.remote_priority = priority;
+            }
+        }
+        true
     }
 
     /// Sets the credentials of the remote agent.
