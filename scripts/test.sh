@@ -40,10 +40,11 @@ failed=()
 run_suite() {
   local name=$1; shift
   step "$name"
+  local start=$SECONDS
   if "$@"; then
-    echo "suite $name: ok"
+    echo "suite $name: ok ($((SECONDS - start)) s)"
   else
-    echo "suite $name: FAILED"
+    echo "suite $name: FAILED ($((SECONDS - start)) s)"
     failed+=("$name")
   fi
 }
