@@ -59,9 +59,11 @@ ci_build() {
   fi
 }
 
+# Clippy runs in the `ci` profile: the build scripts and proc macros it compiles are then the
+# ones the later build uses (about three minutes less than linting in the dev profile).
 suite_lint() {
   cargo fmt --all -- --check
-  cargo clippy --workspace --all-targets --locked -- -D warnings
+  cargo clippy --workspace --all-targets --locked --profile ci -- -D warnings
 }
 
 suite_rust() {
