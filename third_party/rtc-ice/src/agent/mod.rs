@@ -519,14 +519,13 @@ impl Agent {
         }
     }
 
-    /// peerlink patch: a signalled candidate that names the transport address of a
-    /// peer-reflexive one already learnt from a connectivity check (the check overtook the
-    /// trickled candidate) takes that candidate's place instead of becoming a second candidate
-    /// with a pair of its own (RFC 8445 §7.3.1.3, RFC 8838 §11). The entry keeps its id, its
-    /// traffic times and its pairs, so a selected pair stays selected and its statistics keep
-    /// counting; it takes the signalled type, priority, foundation and related address, so the
-    /// pair reports what the peer signalled (`host` rather than `prflx`). Returns whether the
-    /// candidate was adopted this way.
+    /// peerlink patch: a signalled candidate that names the transport address of a peer-reflexive
+    /// one already learnt from a connectivity check (the check overtook the trickled candidate)
+    /// takes that candidate's place instead of becoming a second candidate with a pair of its own.
+    /// The entry keeps its id, its traffic times and its pairs, so a selected pair stays selected
+    /// and its statistics keep counting; it takes the signalled type, priority, foundation and
+    /// related address, so the pair reports what the peer signalled (`host` rather than `prflx`).
+    /// Returns whether the candidate was adopted this way.
     fn adopt_signalled_candidate(&mut self, c: &Candidate) -> bool {
         if c.candidate_type() == CandidateType::PeerReflexive {
             return false;
