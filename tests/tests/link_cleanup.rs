@@ -56,17 +56,20 @@ async fn a_thousand_connect_close_cycles_leak_no_tasks_fds_or_memory() {
                 .await
                 .unwrap();
             assert_eq!(reply, body);
-            // Alternate which side closes.
-            if i % 2 == 0 {
-                conn.close("cycle done").await;
+            // Every cycle takes its own server side, so `accept` never hands out an earlier
+            // cycle's connection whose close the server has not processed yet.
+            let server_side = tokio::time::timeout(BOUND, server.accept())
+                .await
+                .unwrap()
+                .unwrap();
+            // Alternate which side closes; the other one must see it.
+            let (closing, other) = if i % 2 == 0 {
+                (&conn, &server_side)
             } else {
-                let server_side = tokio::time::timeout(BOUND, server.accept())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                server_side.close("cycle done").await;
-                tokio::time::timeout(BOUND, conn.closed()).await.unwrap();
-            }
+                (&server_side, &conn)
+            };
+            closing.close("cycle done").await;
+            tokio::time::timeout(BOUND, other.closed()).await.unwrap();
         }
     };
 
